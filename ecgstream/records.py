@@ -1,0 +1,76 @@
+"""WFDB records on disk: reading signals by lead name, and finding the data folder.
+
+Leads are always selected by name, never by position: MIT-BIH record 114 has MLII second and
+102/104 have no MLII at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import wfdb
+
+from ecgstream.errors import ConfigurationError
+
+PREFERRED_LEADS: tuple[str, ...] = ("MLII", "II", "V5", "V1", "V2", "V4")
+
+
+@dataclass(frozen=True, eq=False)
+class EcgRecord:
+    """A whole record as the ADC produced it. `digital` is int16, shape (n_leads, n_samples)."""
+
+    name: str
+    fs: float
+    lead_names: tuple[str, ...]
+    adc_gain: tuple[float, ...]
+    adc_baseline: tuple[int, ...]
+    digital: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.digital.shape[1])
+
+    def lead(self, name: str) -> np.ndarray:
+        """One lead in millivolts (float64)."""
+        index = self.lead_names.index(name)
+        return (self.digital[index].astype(np.float64) - self.adc_baseline[index]) / self.adc_gain[
+            index
+        ]
+
+
+def list_records(data_dir: Path) -> list[str]:
+    listing = data_dir / "RECORDS"
+    if listing.exists():
+        return [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+    return sorted(p.stem for p in data_dir.glob("*.hea"))
+
+
+def load_record(data_dir: Path, record: str) -> EcgRecord:
+    header = data_dir / f"{record}.hea"
+    if not header.exists():
+        raise ConfigurationError(
+            f"record {record} not found in {data_dir} (no {header.name}); "
+            "`ecgstream data download` fetches PhysioNet databases"
+        )
+    raw = wfdb.rdrecord(str(data_dir / record), physical=False)
+    digital = np.asarray(raw.d_signal, dtype=np.int64).T
+    if digital.min() < -32768 or digital.max() > 32767:
+        raise ConfigurationError(f"record {record} has samples outside int16")
+    return EcgRecord(
+        name=record,
+        fs=float(raw.fs),
+        lead_names=tuple(raw.sig_name),
+        adc_gain=tuple(float(g) for g in raw.adc_gain),
+        adc_baseline=tuple(int(b) for b in raw.baseline),
+        digital=digital.astype(np.int16),
+    )
+
+
+def choose_lead(available: Sequence[str], preference: Sequence[str] = PREFERRED_LEADS) -> str:
+    for name in preference:
+        if name in available:
+            return name
+    raise ConfigurationError(f"none of the leads {list(preference)} is in {list(available)}")

@@ -1,0 +1,168 @@
+"""The one typed settings object of ecgstream.
+
+The environment is read here and nowhere else: every other module takes a `Settings` (or one of
+its parts) as an argument, so actors and tests get exactly the configuration they are handed.
+
+Variables use the prefix `ECGSTREAM_` and `__` between nesting levels, e.g.
+`ECGSTREAM_KAFKA__BOOTSTRAP_SERVERS=broker:9092` or `ECGSTREAM_LOCAL__POSTGRES_PORT=5433`.
+A service whose address is left unset is the one the local stack (`ecgstream cluster up`) runs.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ecgstream.errors import ConfigurationError
+
+DEFAULT_DOWNLOAD_DIR = Path.home() / ".cache" / "ecgstream" / "data"
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TopicSettings(_Frozen):
+    """Kafka topic names; other tools subscribe to these exact names."""
+
+    samples: str = "ecg.samples"
+    beats: str = "ecg.beats"
+    alerts: str = "ecg.alerts"
+    deadletter: str = "ecg.deadletter"
+    partitions: int = Field(8, ge=1, description="partitions per topic (the unit of load)")
+    replication_factor: int = Field(1, ge=1, description="1 on the local single-node broker")
+
+    def all(self) -> tuple[str, ...]:
+        return (self.samples, self.beats, self.alerts, self.deadletter)
+
+
+class KafkaSettings(_Frozen):
+    bootstrap_servers: str | None = Field(
+        None, description="host:port[,host:port]; unset = the local stack's broker"
+    )
+    client_id: str = "ecgstream"
+    request_timeout_ms: int = Field(15_000, ge=1_000)
+
+
+class PostgresSettings(_Frozen):
+    dsn: SecretStr | None = Field(
+        None, description="postgresql://user:pass@host:port/db; unset = the local stack's database"
+    )
+    pool_min_size: int = Field(1, ge=0)
+    pool_max_size: int = Field(4, ge=1)
+
+
+class PrometheusSettings(_Frozen):
+    url: str | None = Field(None, description="Prometheus base URL; unset = the local stack's")
+    metrics_port: Port = Field(9464, description="port of ecgstream's own /metrics endpoint")
+
+
+class RaySettings(_Frozen):
+    address: str | None = Field(None, description="ray://... or host:port; unset = local head")
+    namespace: str = "ecgstream"
+
+
+class LocalStackSettings(_Frozen):
+    """Ports and sizes of the services `ecgstream cluster up` runs on this machine.
+
+    Defaults avoid 10002-19999, the range Ray hands out to its worker processes.
+    """
+
+    kafka_port: Port = 29092
+    kafka_controller_port: Port = 29093
+    kafka_heap_mb: int = Field(512, ge=128)
+    postgres_port: Port = 55432
+    prometheus_port: Port = 29090
+    ray_gcs_port: Port = 6390
+    ray_dashboard_port: Port = 8265
+    ray_metrics_port: Port = 28080
+    ray_client_port: Port = 20001
+    ray_agent_port: Port = 52365
+    ray_num_cpus: int = Field(2, ge=1)
+    ray_object_store_mb: int = Field(1024, ge=78)
+    startup_timeout_s: float = Field(120.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ECGSTREAM_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    state_dir: Path = Field(Path(".ecgstream"), description="data dirs, logs, pids, ports")
+    data_dir: Path | None = Field(
+        None, description="WFDB records; unset = ../shared/data/mitdb if present, else the cache"
+    )
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
+    ray: RaySettings = RaySettings()
+    local: LocalStackSettings = LocalStackSettings()
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    # -- resolved addresses: the external service if configured, else the local stack's --------
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka.bootstrap_servers or f"127.0.0.1:{self.local.kafka_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.prometheus.url or f"http://127.0.0.1:{self.local.prometheus_port}"
+
+    @property
+    def ray_address(self) -> str:
+        return self.ray.address or f"127.0.0.1:{self.local.ray_gcs_port}"
+
+    @property
+    def records_dir(self) -> Path:
+        if self.data_dir is not None:
+            return self.data_dir.expanduser().resolve()
+        beside_checkout = Path(__file__).resolve().parents[2] / "shared" / "data" / "mitdb"
+        if beside_checkout.is_dir():
+            return beside_checkout
+        return DEFAULT_DOWNLOAD_DIR / "mitdb"
+
+    @property
+    def postgres_dsn_file(self) -> Path:
+        return self.state_dir / "postgres" / "dsn"
+
+    def postgres_dsn(self) -> str:
+        """The DSN to connect with. Secret: never print or log the result."""
+        if self.postgres.dsn is not None:
+            return self.postgres.dsn.get_secret_value()
+        return read_secret_file(self.postgres_dsn_file, hint="run `ecgstream cluster up` first")
+
+
+def read_secret_file(path: Path, *, hint: str) -> str:
+    """Read a secret from a file that only its owner may read (mode 0600 or stricter)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigurationError(f"secret file {path} does not exist: {hint}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigurationError(
+            f"secret file {path} is readable by others (mode {oct(mode & 0o777)}): chmod 600 it"
+        )
+    return path.read_text().strip()
+
+
+def write_secret_file(path: Path, value: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(value + "\n")
+
+
+def load_settings() -> Settings:
+    return Settings()

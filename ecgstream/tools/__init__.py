@@ -1,0 +1,1 @@
+"""Operator tools that drive the real services: the demo, the device replay."""

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Make .venv/ point at a virtualenv with exactly requirements.lock installed.
+#
+# The virtualenv lives in a cache keyed on the dependency files and the Python version, so a
+# second `make` (or CI on a fresh clone of the same dependencies) installs nothing. The checkout
+# itself is added in "compat" editable mode: a .pth entry for the repo root, re-pointed cheaply
+# when a different checkout uses the same cached environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd -P)
+python=${ECGSTREAM_PYTHON:-python3}
+cache=${ECGSTREAM_VENV_CACHE:-$HOME/.cache/ecgstream/venvs}
+
+key=$( { cat pyproject.toml requirements.lock; "$python" -c 'import sys; print(sys.version)'; } \
+       | sha256sum | cut -c1-16)
+venv="$cache/$key"
+
+if [ ! -f "$venv/.complete" ]; then
+  echo "==> creating the Python environment $venv (first run only; torch is large)"
+  rm -rf "$venv"
+  mkdir -p "$cache"
+  "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q --progress-bar on \
+      -r requirements.lock
+  touch "$venv/.complete"
+fi
+
+if [ "$(cat "$venv/.checkout" 2>/dev/null)" != "$repo" ]; then
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q --no-deps \
+      --no-build-isolation --config-settings editable_mode=compat -e "$repo"
+  echo "$repo" > "$venv/.checkout"
+fi
+
+if [ "$(readlink .venv 2>/dev/null)" != "$venv" ]; then
+  rm -rf .venv
+  ln -s "$venv" .venv
+fi
