@@ -10,6 +10,7 @@ import contextlib
 import os
 import pwd
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -65,6 +66,11 @@ class ManagedProcess:
                 user=user,
             )
         self.pid_file.write_text(f"{process.pid}\n")
+        # between fork and exec /proc shows the parent's command line: wait for the exec, so a
+        # check right after start does not mistake the child for a dead or foreign process
+        deadline = time.monotonic() + 10
+        while self.pid() is None and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
         return process.pid
 
     def exited_early(self) -> bool:
@@ -145,6 +151,38 @@ def service_user(preferred: str) -> str | None:
             "system", f"running as root but the '{preferred}' user does not exist"
         ) from None
     return preferred
+
+
+def ensure_ports_free(component: str, ports: dict[str, int]) -> None:
+    """Refuse to start when a port is taken: readiness checks would talk to the wrong server."""
+    for setting, port in ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                raise StackError(
+                    component,
+                    f"port {port} is already in use by another process; stop it or set "
+                    f"ECGSTREAM_LOCAL__{setting.upper()} to a free port",
+                ) from None
+
+
+def check_traversable(path: Path, user: str | None) -> None:
+    """Fail clearly if `user` could not reach `path` (every parent needs o+x or ownership)."""
+    if user is None:
+        return
+    uid = pwd.getpwnam(user).pw_uid
+    for parent in [path, *path.parents]:
+        if not parent.exists():
+            continue
+        info = parent.stat()
+        if info.st_uid != uid and not info.st_mode & 0o001:
+            raise StackError(
+                "system",
+                f"the '{user}' user cannot enter {parent} (mode {oct(info.st_mode & 0o777)}); "
+                f"use a state dir it can reach, or chmod o+x {parent}",
+            )
 
 
 def chown_tree(path: Path, user: str | None) -> None:

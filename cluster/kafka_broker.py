@@ -17,7 +17,7 @@ from importlib import resources
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from cluster._process import ManagedProcess, wait_until
+from cluster._process import ManagedProcess, ensure_ports_free, wait_until
 from cluster.state import ComponentStatus, StatePaths
 from ecgstream.errors import StackError
 from ecgstream.settings import Settings
@@ -51,6 +51,13 @@ class KafkaBroker:
     def start(self) -> None:
         if self.process.pid() is not None:
             return
+        ensure_ports_free(
+            self.name,
+            {
+                "kafka_port": self._local.kafka_port,
+                "kafka_controller_port": self._local.kafka_controller_port,
+            },
+        )
         java = _require("java", "install a Java 17+ runtime (Debian: default-jre-headless)")
         self._ensure_jars()
         self._write_properties()

@@ -16,7 +16,14 @@ from urllib.parse import quote
 
 import asyncpg
 
-from cluster._process import ManagedProcess, chown_tree, service_user, wait_until
+from cluster._process import (
+    ManagedProcess,
+    check_traversable,
+    chown_tree,
+    ensure_ports_free,
+    service_user,
+    wait_until,
+)
 from cluster.migrate import apply_migrations
 from cluster.state import ComponentStatus, StatePaths
 from ecgstream.errors import StackError
@@ -64,7 +71,9 @@ class PostgresServer:
     def start(self) -> None:
         if self.process.pid() is not None:
             return
+        ensure_ports_free(self.name, {"postgres_port": self._port})
         bindir = find_postgres_bindir()
+        check_traversable(self._dir, self._user)
         if not (self._data / "PG_VERSION").exists():
             self._initdb(bindir)
         self._socket_dir.mkdir(parents=True, exist_ok=True)

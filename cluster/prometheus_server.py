@@ -12,7 +12,7 @@ import shutil
 import urllib.request
 from pathlib import Path
 
-from cluster._process import ManagedProcess, wait_until
+from cluster._process import ManagedProcess, ensure_ports_free, wait_until
 from cluster.state import ComponentStatus, StatePaths
 from ecgstream.errors import StackError
 from ecgstream.settings import Settings
@@ -44,6 +44,7 @@ class PrometheusServer:
     def start(self) -> None:
         if self.process.pid() is not None:
             return
+        ensure_ports_free(self.name, {"prometheus_port": self._port})
         binary = shutil.which("prometheus")
         if binary is None:
             raise StackError(self.name, "'prometheus' not on PATH: apt-get install prometheus")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cluster._process import ManagedProcess, wait_until
+from cluster._process import ManagedProcess, ensure_ports_free, wait_until
 from cluster.state import ComponentStatus, StatePaths
 from ecgstream.settings import Settings
 
@@ -48,6 +48,19 @@ class RayHead:
     def start(self) -> None:
         if self.process.pid() is not None:
             return
+        ensure_ports_free(
+            self.name,
+            {
+                name: getattr(self._local, name)
+                for name in (
+                    "ray_gcs_port",
+                    "ray_dashboard_port",
+                    "ray_metrics_port",
+                    "ray_client_port",
+                    "ray_agent_port",
+                )
+            },
+        )
         self._temp_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.pop("RAY_ADDRESS", None)

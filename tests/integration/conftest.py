@@ -1,0 +1,68 @@
+"""One real local stack for the whole test session, on its own state dir and ports.
+
+The ports differ from the defaults so `make test` can run while a `make demo` stack is up.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cluster.stack import LocalStack
+from ecgstream.settings import LocalStackSettings, Settings
+
+TEST_PORTS = {
+    "kafka_port": 29192,
+    "kafka_controller_port": 29193,
+    "postgres_port": 55442,
+    "prometheus_port": 29190,
+    "ray_gcs_port": 6391,
+    "ray_dashboard_port": 8266,
+    "ray_metrics_port": 28081,
+    "ray_client_port": 20002,
+    "ray_agent_port": 52366,
+}
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a subprocess (`ecgstream ...`) build these same settings."""
+    env = {"ECGSTREAM_STATE_DIR": str(settings.state_dir)}
+    for name, value in settings.local.model_dump().items():
+        env[f"ECGSTREAM_LOCAL__{name.upper()}"] = str(value)
+    return {**os.environ, **env}
+
+
+def make_test_settings(state_dir: Path, **ports: int) -> Settings:
+    return Settings(
+        state_dir=state_dir,
+        local=LocalStackSettings(**{**TEST_PORTS, **ports}, ray_object_store_mb=512),
+    )
+
+
+def service_state_dir(prefix: str) -> Path:
+    """A fresh state dir the `postgres` user can traverse (pytest's tmp dirs are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    state_dir = service_state_dir("ecgstream-test-")
+    local = LocalStack(make_test_settings(state_dir))
+    try:
+        local.up()
+        yield local
+    finally:
+        local.down()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(stack: LocalStack) -> Settings:
+    return stack.settings

@@ -1,0 +1,72 @@
+"""The real PostgreSQL: the migrated schema, idempotent writes, immutable migrations."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from cluster.migrate import apply_migrations, load_migrations
+from ecgstream.errors import StackError
+from ecgstream.settings import Settings
+
+
+@pytest.fixture
+async def conn(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(settings.postgres_dsn())
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def test_all_migrations_applied(conn: asyncpg.Connection) -> None:
+    versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")]
+    assert versions == [m.version for m in load_migrations()]
+    assert await apply_migrations(conn) == []
+
+
+async def test_beat_round_trip_and_idempotent_key(conn: asyncpg.Connection) -> None:
+    row = (
+        "dev-rt",
+        123_456,
+        "p-1",
+        datetime(2026, 1, 1, tzinfo=UTC),
+        "V",
+        [0.01, 0.02, 0.95, 0.01, 0.01],
+        0.61,
+        "m-1",
+        12.5,
+    )
+    insert = """
+        INSERT INTO beats (device_id, sample_index, patient_ref, beat_time, label,
+                           probabilities, rr_prev_s, model_version, latency_ms)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        ON CONFLICT (device_id, sample_index) DO NOTHING"""
+    await conn.execute("DELETE FROM beats WHERE device_id = 'dev-rt'")
+    await conn.executemany(insert, [row, row, row])
+    rows = await conn.fetch("SELECT * FROM beats WHERE device_id = 'dev-rt'")
+    assert len(rows) == 1
+    assert rows[0]["label"] == "V"
+    assert rows[0]["probabilities"] == pytest.approx(row[5])
+
+
+async def test_label_outside_aami_classes_is_refused(conn: asyncpg.Connection) -> None:
+    with pytest.raises(asyncpg.CheckViolationError):
+        await conn.execute(
+            "INSERT INTO beats (device_id, sample_index, patient_ref, beat_time, label,"
+            " probabilities, model_version) VALUES ('d', 1, 'p', now(), 'X', '{}', 'm')"
+        )
+
+
+async def test_an_edited_migration_is_refused(conn: asyncpg.Connection) -> None:
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        await conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+        with pytest.raises(StackError, match="changed after it was applied"):
+            await apply_migrations(conn)
+    finally:
+        await tx.rollback()
