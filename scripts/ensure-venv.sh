@@ -11,8 +11,16 @@ repo=$(pwd -P)
 python=${ECGSTREAM_PYTHON:-python3}
 cache=${ECGSTREAM_VENV_CACHE:-$HOME/.cache/ecgstream/venvs}
 
-key=$( { cat pyproject.toml requirements.lock; "$python" -c 'import sys; print(sys.version)'; } \
-       | sha256sum | cut -c1-16)
+# the key covers what decides the installed set, not pyproject's tool settings
+key=$( { cat requirements.lock; "$python" - <<'PY'
+import json, sys, tomllib
+with open("pyproject.toml", "rb") as f:
+    project = tomllib.load(f)
+print(sys.version)
+print(json.dumps([project["build-system"], project["project"]["dependencies"],
+                  project["project"].get("optional-dependencies")], sort_keys=True))
+PY
+} | sha256sum | cut -c1-16)
 venv="$cache/$key"
 
 if [ ! -f "$venv/.complete" ]; then
