@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
+from ecgstream.aami import aami_class
 from ecgstream.errors import ConfigurationError
 
 PREFERRED_LEADS: tuple[str, ...] = ("MLII", "II", "V5", "V1", "V2", "V4")
@@ -74,3 +75,27 @@ def choose_lead(available: Sequence[str], preference: Sequence[str] = PREFERRED_
         if name in available:
             return name
     raise ConfigurationError(f"none of the leads {list(preference)} is in {list(available)}")
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceBeats:
+    """The beat annotations of a record, mapped to AAMI classes (non-beat symbols dropped)."""
+
+    samples: np.ndarray  # int64, sorted
+    labels: np.ndarray  # str, one of N S V F Q
+
+    def __len__(self) -> int:
+        return int(self.samples.size)
+
+
+def load_reference_beats(data_dir: Path, record: str, extension: str = "atr") -> ReferenceBeats:
+    annotation = wfdb.rdann(str(data_dir / record), extension)
+    pairs = [
+        (int(sample), label)
+        for sample, symbol in zip(annotation.sample, annotation.symbol, strict=True)
+        if (label := aami_class(symbol)) is not None
+    ]
+    samples = np.array([p[0] for p in pairs], dtype=np.int64)
+    labels = np.array([p[1] for p in pairs], dtype="<U1")
+    order = np.argsort(samples, kind="stable")
+    return ReferenceBeats(samples=samples[order], labels=labels[order])

@@ -1,0 +1,81 @@
+"""One patient's stream: samples in, classifier-ready beats out.
+
+This is the single implementation of preprocessing: the streaming consumers, `ecgstream
+evaluate`, training, the REST API and the edge runner all run it, so their beats agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ecgstream.beats import BeatConfig, BeatExtractor, BeatWindow
+from ecgstream.signal.detector import DetectorConfig, QrsDetector
+from ecgstream.signal.resample import StreamingResampler
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Everything that decides what the model sees; stored in the model artifact."""
+
+    model_fs: float = 360.0
+    lead_preference: tuple[str, ...] = ("MLII", "II", "V5", "V1", "V2", "V4")
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    beat: BeatConfig = field(default_factory=BeatConfig)
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PreprocessConfig:
+        detector = dict(data["detector"])
+        detector["band_hz"] = tuple(detector["band_hz"])
+        return cls(
+            model_fs=float(data["model_fs"]),
+            lead_preference=tuple(data["lead_preference"]),
+            detector=DetectorConfig(**detector),
+            beat=BeatConfig(**data["beat"]),
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DetectedBeat:
+    """A beat with its position in the *device's* sample stream (the idempotency key)."""
+
+    device_sample: int
+    features: BeatWindow
+
+
+class PatientStream:
+    """Resample -> detect -> cut beats, for one lead of one device, chunk by chunk."""
+
+    def __init__(self, fs: float, config: PreprocessConfig | None = None) -> None:
+        self.config = config or PreprocessConfig()
+        self.fs = fs
+        model_fs = self.config.model_fs
+        self._resampler = StreamingResampler(fs, model_fs)
+        self._detector = QrsDetector(model_fs, self.config.detector)
+        beat = self.config.beat
+        if beat.fs != model_fs:
+            raise ValueError(f"beat config is for {beat.fs} Hz but the model runs at {model_fs} Hz")
+        self._beats = BeatExtractor(beat)
+
+    def push(self, x_mv: np.ndarray) -> list[DetectedBeat]:
+        x = self._resampler.push(x_mv)
+        return self._wrap(self._beats.push(x, self._detector.push(x)))
+
+    def flush(self) -> list[DetectedBeat]:
+        """End of stream: release everything still held back (the last beat has no next)."""
+        released: list[BeatWindow] = []
+        tail = self._resampler.flush()
+        if tail.size:
+            released += self._beats.push(tail, self._detector.push(tail))
+        released += self._beats.flush(self._detector.flush())
+        return self._wrap(released)
+
+    def _wrap(self, beats: list[BeatWindow]) -> list[DetectedBeat]:
+        ratio = self.fs / self.config.model_fs
+        return [DetectedBeat(round(b.sample * ratio), b) for b in beats]
