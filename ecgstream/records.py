@@ -99,3 +99,27 @@ def load_reference_beats(data_dir: Path, record: str, extension: str = "atr") ->
     labels = np.array([p[1] for p in pairs], dtype="<U1")
     order = np.argsort(samples, kind="stable")
     return ReferenceBeats(samples=samples[order], labels=labels[order])
+
+
+def load_excluded_intervals(data_dir: Path, record: str, extension: str = "atr") -> np.ndarray:
+    """Ventricular flutter/fibrillation episodes ('[' to ']'), which EC57 leaves out of QRS
+    detection scoring: there are no beats to find in them. Shape (n, 2), sample bounds."""
+    annotation = wfdb.rdann(str(data_dir / record), extension)
+    intervals, start = [], None
+    for sample, symbol in zip(annotation.sample, annotation.symbol, strict=True):
+        if symbol == "[":
+            start = int(sample)
+        elif symbol == "]" and start is not None:
+            intervals.append((start, int(sample)))
+            start = None
+    if start is not None:
+        intervals.append((start, int(annotation.sample[-1])))
+    return np.array(intervals, dtype=np.int64).reshape(-1, 2)
+
+
+def outside_intervals(samples: np.ndarray, intervals: np.ndarray) -> np.ndarray:
+    """Boolean mask of samples that lie in none of the [start, end] intervals."""
+    keep = np.ones(samples.size, dtype=bool)
+    for start, end in intervals:
+        keep &= (samples < start) | (samples > end)
+    return keep

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +17,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def mitdb_dir() -> Path:
+    """The real MIT-BIH records (../shared/data/mitdb beside the checkout, or the configured
+    data dir). Tests that need them fail loudly when they are missing: no silent skips."""
+    from ecgstream.settings import Settings
+
+    path = Settings().records_dir
+    assert (path / "101.hea").exists(), (
+        f"MIT-BIH records not found in {path}: set ECGSTREAM_DATA_DIR or run "
+        "`ecgstream data download`"
+    )
+    return path

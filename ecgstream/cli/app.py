@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -12,7 +13,8 @@ from ecgstream.errors import EcgstreamError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-console = Console()
+# pipes and CI logs get a wide console, so tables are not squeezed into 80 columns
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 app = typer.Typer(
@@ -39,14 +41,38 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def _register() -> None:
     # imported for their side effect of adding commands; kept here to avoid import cycles
-    from ecgstream.cli import cluster_cmd, demo_cmd
+    from ecgstream.cli import bench_cmd, cluster_cmd, core_cmd, data_cmd, demo_cmd
 
     app.add_typer(cluster_cmd.cluster_app, name="cluster")
+    app.add_typer(data_cmd.data_app, name="data")
+    app.add_typer(bench_cmd.bench_app, name="bench")
     app.command("demo")(demo_cmd.demo)
+    app.command("train")(core_cmd.train)
+    app.command("evaluate")(core_cmd.evaluate)
+    app.command("crossval")(core_cmd.crossval)
 
 
 _register()
 
 
+# options that take several values after one flag: `--records 101 106 108`
+MULTI_VALUE_OPTIONS = frozenset({"--records"})
+
+
+def expand_multi_value_options(argv: list[str]) -> list[str]:
+    """Rewrite `--records a b c` as `--records a --records b --records c` (click's form)."""
+    out: list[str] = []
+    current: str | None = None
+    for token in argv:
+        if token.startswith("-"):
+            current = token if token in MULTI_VALUE_OPTIONS else None
+            out.append(token)
+            continue
+        if current is not None and out[-1] != current:
+            out.append(current)
+        out.append(token)
+    return out
+
+
 def main() -> None:
-    app()
+    app(args=expand_multi_value_options(sys.argv[1:]), prog_name="ecgstream")

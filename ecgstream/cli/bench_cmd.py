@@ -1,0 +1,36 @@
+"""`ecgstream bench ...`: speed figures as JSON, each beside a baseline measured in the same run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from ecgstream.cli.app import console, reports_errors
+from ecgstream.settings import load_settings
+
+bench_app = typer.Typer(help="Benchmarks that print JSON (ratios against a same-run baseline).")
+
+
+def _emit(result: dict, json_out: Path | None) -> None:
+    text = json.dumps(result, indent=1)
+    console.print_json(text)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(text + "\n")
+
+
+@bench_app.command()
+@reports_errors
+def preprocess(
+    json_out: Path | None = typer.Option(None, "--json", help="also write the JSON here"),
+    records: list[str] = typer.Option(["101", "208", "203"], help="records to process"),
+    chunk_s: float = typer.Option(1.0, min=0.01, help="chunk length fed to the stream"),
+    data: Path | None = typer.Option(None),
+) -> None:
+    """Streaming preprocessing (filter, detector, features) vs wfdb's XQRS, on one core."""
+    from ecgstream.benchmarks import bench_preprocess
+
+    result = bench_preprocess(data or load_settings().records_dir, records, chunk_s=chunk_s)
+    _emit(result, json_out)

@@ -1,0 +1,181 @@
+"""`ecgstream train | evaluate | crossval`: the ECG core from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ecgstream.cli.app import console, reports_errors
+from ecgstream.settings import load_settings
+from ecgstream.splits import DS1
+
+DEFAULT_RECORDS = list(DS1)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _data_dir(data: Path | None) -> Path:
+    return data if data is not None else load_settings().records_dir
+
+
+@reports_errors
+def train(
+    out: Path = typer.Option(..., help="new artifact directory (must not exist yet)"),
+    data: Path | None = typer.Option(None, help="WFDB records (default: the configured data)"),
+    records: list[str] = typer.Option(DEFAULT_RECORDS, help="training patients (records)"),
+    epochs: int = typer.Option(40, min=1),
+    seed: int = typer.Option(0),
+    validation_fraction: float = typer.Option(0.25, min=0.05, max=0.5),
+    class_weight_power: float = typer.Option(0.7, min=0.0, max=2.0),
+) -> None:
+    """Train one configuration with early stopping on a patient-wise validation split."""
+    from ecgstream.trainer import train_and_save
+    from ecgstream.training import TrainConfig
+
+    config = TrainConfig(epochs=epochs, seed=seed, class_weight_power=class_weight_power)
+    with _progress() as progress:
+        prep = progress.add_task("beats from records", total=len(records))
+        fit = progress.add_task("epochs", total=epochs)
+
+        def on_record(name: str) -> None:
+            progress.update(prep, advance=1, description=f"beats from record {name}")
+
+        def on_epoch(report: object) -> None:
+            progress.update(
+                fit,
+                advance=1,
+                description=f"epoch {report.epoch}: validation macro-F1 "  # type: ignore[attr-defined]
+                f"{report.validation_macro_f1:.3f}",  # type: ignore[attr-defined]
+            )
+
+        outcome = train_and_save(
+            _data_dir(data),
+            records,
+            out,
+            config,
+            validation_fraction=validation_fraction,
+            on_record=on_record,
+            on_epoch=on_epoch,
+        )
+    console.print(
+        f"model [bold]{outcome.version}[/] written to {outcome.path} (best epoch "
+        f"{outcome.best_epoch}, validation macro-F1 {outcome.validation_macro_f1:.3f})"
+    )
+
+
+def _report(results: list, title: str, json_out: Path | None, plots: Path | None) -> dict:
+    from ecgstream.ec57 import confusion_table, ec57_table, evaluation_report, merge_confusion
+
+    scores = [r.score for r in results]
+    report = evaluation_report(scores)
+    console.print(ec57_table(scores, title))
+    console.print(confusion_table(merge_confusion(s for s in scores if s.score_classes)))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+        console.print(f"EC57 report written to {json_out}")
+    if plots is not None:
+        _plots(results, plots)
+    return report
+
+
+def _plots(results: list, folder: Path) -> None:
+    import numpy as np
+
+    from ecgstream.ec57 import merge_confusion
+    from ecgstream.plots import plot_confusion, plot_strip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_confusion(
+        merge_confusion(r.score for r in results if r.score.score_classes),
+        folder / "confusion.png",
+        "EC57 confusion (gross, non-paced records)",
+    )
+    for r in results:
+        # show the first disagreement after the unscored first 5 minutes, else minute 5
+        start = 300.0
+        scored = r.det_samples >= int(300 * r.fs)
+        for sample, label in zip(r.det_samples[scored], r.det_labels[scored], strict=True):
+            nearest = int(np.argmin(np.abs(r.ref_samples - sample))) if r.ref_samples.size else 0
+            if r.ref_samples.size and r.ref_labels[nearest] != label:
+                start = max(0.0, sample / r.fs - 5.0)
+                break
+        plot_strip(
+            r.signal_mv,
+            r.fs,
+            folder / f"strip_{r.score.record}.png",
+            title=f"record {r.score.record} ({r.lead}): predicted above, reference below",
+            start_s=start,
+            duration_s=20.0,
+            ref_samples=r.ref_samples,
+            ref_labels=r.ref_labels,
+            det_samples=r.det_samples,
+            det_labels=r.det_labels,
+        )
+    console.print(f"plots written to {folder}")
+
+
+@reports_errors
+def evaluate(
+    records: list[str] = typer.Option(..., help="records to evaluate: --records R [R ...]"),
+    model: Path | None = typer.Option(None, help="model artifact (default: the shipped model)"),
+    data: Path | None = typer.Option(None, help="WFDB records (default: the configured data)"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the EC57 report here"),
+    plots: Path | None = typer.Option(None, help="write a confusion PNG and ECG strips here"),
+) -> None:
+    """Streaming detector + classifier on whole records, scored per ANSI/AAMI EC57."""
+    from ecgstream.artifact import load_artifact
+    from ecgstream.evaluation import evaluate_records
+
+    artifact = load_artifact(model)
+    with _progress() as progress:
+        task = progress.add_task("records", total=len(records))
+        results = evaluate_records(
+            artifact,
+            _data_dir(data),
+            records,
+            on_record=lambda r: progress.update(task, advance=1, description=r.score.record),
+        )
+    _report(results, f"EC57, model {artifact.version}", json_out, plots)
+
+
+@reports_errors
+def crossval(
+    folds: int = typer.Option(5, min=2),
+    records: list[str] = typer.Option(DEFAULT_RECORDS, help="patients to cross-validate over"),
+    data: Path | None = typer.Option(None),
+    epochs: int = typer.Option(40, min=1),
+    seed: int = typer.Option(0),
+    class_weight_power: float = typer.Option(0.7, min=0.0, max=2.0),
+    json_out: Path | None = typer.Option(None, "--json"),
+    plots: Path | None = typer.Option(None),
+) -> None:
+    """Leave-patients-out cross-validation of the training recipe, scored per EC57."""
+    from ecgstream.trainer import cross_validate
+    from ecgstream.training import TrainConfig
+
+    config = TrainConfig(epochs=epochs, seed=seed, class_weight_power=class_weight_power)
+    with _progress() as progress:
+        task = progress.add_task("folds", total=folds)
+        results = cross_validate(
+            _data_dir(data),
+            records,
+            folds,
+            config,
+            on_fold=lambda fold, held: progress.update(
+                task, completed=fold, description=f"fold {fold + 1}: held out {' '.join(held)}"
+            ),
+        )
+        progress.update(task, completed=folds)
+    _report(results, f"EC57, {folds}-fold leave-patients-out", json_out, plots)

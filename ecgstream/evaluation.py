@@ -1,0 +1,86 @@
+"""`ecgstream evaluate`: the full streaming path on whole records, scored the EC57 way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ecgstream.artifact import ModelArtifact
+from ecgstream.dataset import detect_beats
+from ecgstream.ec57 import RecordScore, score_record
+from ecgstream.records import (
+    load_excluded_intervals,
+    load_record,
+    load_reference_beats,
+    outside_intervals,
+)
+from ecgstream.splits import PACED
+
+
+@dataclass(frozen=True, eq=False)
+class RecordResult:
+    """A scored record and what was compared, for the table, the JSON and the plots."""
+
+    score: RecordScore
+    fs: float
+    lead: str
+    signal_mv: np.ndarray
+    ref_samples: np.ndarray
+    ref_labels: np.ndarray
+    det_samples: np.ndarray
+    det_labels: np.ndarray
+
+
+def evaluate_record(
+    model: ModelArtifact, data_dir: Path, name: str, chunk_samples: int | None = None
+) -> RecordResult:
+    record = load_record(data_dir, name)
+    reference = load_reference_beats(data_dir, name)
+    lead, beats = detect_beats(record, model.preprocess, chunk_samples)
+    det_samples = np.array([b.device_sample for b in beats], dtype=np.int64)
+    if beats:
+        windows = np.stack([b.features.window for b in beats])
+        rr = np.stack([b.features.rr for b in beats])
+        det_labels, _ = model.predict(windows, rr)
+    else:
+        det_labels = np.zeros(0, dtype="<U1")
+    # EC57 leaves ventricular flutter/fibrillation episodes out of beat-by-beat comparison
+    excluded = load_excluded_intervals(data_dir, name)
+    keep_ref = outside_intervals(reference.samples, excluded)
+    keep_det = outside_intervals(det_samples, excluded)
+    score = score_record(
+        name,
+        record.fs,
+        reference.samples[keep_ref],
+        reference.labels[keep_ref],
+        det_samples[keep_det],
+        det_labels[keep_det],
+        score_classes=name not in PACED,
+    )
+    return RecordResult(
+        score=score,
+        fs=record.fs,
+        lead=lead,
+        signal_mv=record.lead(lead),
+        ref_samples=reference.samples,
+        ref_labels=reference.labels,
+        det_samples=det_samples,
+        det_labels=det_labels,
+    )
+
+
+def evaluate_records(
+    model: ModelArtifact,
+    data_dir: Path,
+    records: Sequence[str],
+    on_record: Callable[[RecordResult], None] = lambda result: None,
+) -> list[RecordResult]:
+    results = []
+    for name in records:
+        result = evaluate_record(model, data_dir, name)
+        on_record(result)
+        results.append(result)
+    return results

@@ -1,0 +1,154 @@
+"""Training one classifier configuration, deterministically, with early stopping."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ecgstream.aami import MODEL_CLASSES
+from ecgstream.dataset import TrainingSet
+from ecgstream.ec57 import SePp
+from ecgstream.model import BeatClassifier, ModelConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 40
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 6  # epochs without validation improvement before stopping
+    class_weight_power: float = 0.7  # weight = (n_max / n_class) ** power
+    amplitude_jitter: float = 0.15  # augmentation: scale beats by 1 +- this
+    noise_std: float = 0.02  # augmentation: Gaussian noise on the scaled window
+    seed: int = 0
+    threads: int = 2
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int
+    train_loss: float
+    validation_macro_f1: float
+    validation: dict[str, SePp]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: BeatClassifier
+    best_epoch: int
+    history: list[EpochReport]
+
+
+def seed_everything(seed: int, threads: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def class_weights(counts: np.ndarray, power: float) -> torch.Tensor:
+    counts = np.maximum(counts, 1).astype(np.float64)
+    weights = (counts.max() / counts) ** power
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def beat_metrics(targets: np.ndarray, predicted: np.ndarray) -> tuple[float, dict[str, SePp]]:
+    """Per-class Se/+P and macro-F1 on matched beats (for early stopping, not EC57 reporting)."""
+    per_class = {}
+    f1s = []
+    for index, name in enumerate(MODEL_CLASSES):
+        tp = int(((predicted == index) & (targets == index)).sum())
+        positives = int((targets == index).sum())
+        called = int((predicted == index).sum())
+        se = tp / positives if positives else float("nan")
+        ppv = tp / called if called else float("nan")
+        per_class[name] = SePp(se=se, ppv=ppv)
+        f1s.append(0.0 if not tp else 2 * se * ppv / (se + ppv))
+    return float(np.mean(f1s)), per_class
+
+
+def train_classifier(
+    train: TrainingSet,
+    validation: TrainingSet,
+    config: TrainConfig,
+    on_epoch: Callable[[EpochReport], None] = lambda report: None,
+) -> TrainResult:
+    seed_everything(config.seed, config.threads)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = BeatClassifier(config.model)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    counts = np.bincount(train.targets, minlength=len(MODEL_CLASSES))
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(counts, config.class_weight_power))
+
+    windows = torch.from_numpy(train.windows)
+    rr = torch.from_numpy(train.rr)
+    targets = torch.from_numpy(train.targets)
+    val_windows = torch.from_numpy(validation.windows)
+    val_rr = torch.from_numpy(validation.rr)
+
+    best_f1, best_state, best_epoch, stale = -1.0, None, 0, 0
+    history: list[EpochReport] = []
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = torch.randperm(len(targets), generator=generator)
+        total, batches = 0.0, 0
+        for begin in range(0, len(order), config.batch_size):
+            index = order[begin : begin + config.batch_size]
+            w = windows[index]
+            if config.amplitude_jitter:
+                scale = 1 + config.amplitude_jitter * (
+                    2 * torch.rand((len(index), 1, 1), generator=generator) - 1
+                )
+                w = w * scale
+            if config.noise_std:
+                w = w + config.noise_std * torch.randn(w.shape, generator=generator)
+            optimizer.zero_grad()
+            loss = loss_fn(model(w, rr[index]), targets[index])
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+            batches += 1
+        scheduler.step()
+
+        model.eval()
+        with torch.inference_mode():
+            logits = torch.cat(
+                [
+                    model(val_windows[b : b + 2048], val_rr[b : b + 2048])
+                    for b in range(0, len(val_windows), 2048)
+                ]
+            )
+        macro_f1, per_class = beat_metrics(validation.targets, logits.argmax(dim=1).numpy())
+        report = EpochReport(epoch, total / max(1, batches), macro_f1, per_class)
+        history.append(report)
+        on_epoch(report)
+        if macro_f1 > best_f1:
+            best_f1, best_state, best_epoch, stale = (
+                macro_f1,
+                copy.deepcopy(model.state_dict()),
+                epoch,
+                0,
+            )
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(model=model, best_epoch=best_epoch, history=history)

@@ -1,0 +1,92 @@
+"""Beat windows and RR features through the whole per-patient stream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgstream.beats import RR_FEATURES, BeatConfig, BeatExtractor
+from ecgstream.records import load_record
+from ecgstream.stream import DetectedBeat, PatientStream, PreprocessConfig
+
+
+def _run(x: np.ndarray, fs: float, chunk: int) -> list[DetectedBeat]:
+    stream = PatientStream(fs)
+    beats: list[DetectedBeat] = []
+    for begin in range(0, x.size, chunk):
+        beats += stream.push(x[begin : begin + chunk])
+    return beats + stream.flush()
+
+
+def _same(a: list[DetectedBeat], b: list[DetectedBeat]) -> bool:
+    return len(a) == len(b) and all(
+        p.device_sample == q.device_sample
+        and np.array_equal(p.features.window, q.features.window)
+        and np.array_equal(p.features.rr, q.features.rr)
+        for p, q in zip(a, b, strict=True)
+    )
+
+
+@pytest.mark.parametrize("chunk", [13, 360, 5000])
+def test_features_do_not_depend_on_chunking(mitdb_dir: Path, chunk: int) -> None:
+    x = load_record(mitdb_dir, "119").lead("MLII")[: 360 * 120]  # 119: ventricular bigeminy
+    whole = _run(x, 360.0, x.size)
+    assert len(whole) > 100
+    assert _same(_run(x, 360.0, chunk), whole)
+
+
+def test_other_sampling_rates_are_resampled_and_keyed_in_device_samples(mitdb_dir: Path) -> None:
+    from scipy import signal
+
+    x = load_record(mitdb_dir, "101").lead("MLII")[: 360 * 60]
+    native = _run(x, 360.0, 360)
+    x500 = signal.resample_poly(x, 25, 18)  # 360 Hz -> 500 Hz
+    resampled = _run(x500, 500.0, 500)
+    assert _same(_run(x500, 500.0, 97), resampled)
+    assert abs(len(resampled) - len(native)) <= 1
+    # positions come back in the device's own sample numbering (500 Hz)
+    native_s = np.array([b.device_sample / 360.0 for b in native])
+    resampled_s = np.array([b.device_sample / 500.0 for b in resampled])
+    n = min(native_s.size, resampled_s.size)
+    assert np.median(np.abs(native_s[:n] - resampled_s[:n])) < 0.01
+
+
+def test_rr_features_of_a_premature_beat() -> None:
+    config = BeatConfig()
+    extractor = BeatExtractor(config)
+    fs = config.fs
+    # beats every 1.0 s, then one 0.6 s early (premature), then a compensatory pause
+    times = [1.0 * k for k in range(1, 13)] + [12.6, 14.0, 15.0, 16.0]
+    peaks = [round(t * fs) for t in times]
+    x = np.zeros(round(17 * fs))
+    for p in peaks:
+        x[p] = 1.0
+    released = extractor.push(x, peaks)
+    premature = next(b for b in released if b.sample == peaks[12])
+    rr = dict(zip(RR_FEATURES, premature.rr.tolist(), strict=True))
+    assert rr["pre_rr_s"] == pytest.approx(0.6, abs=1e-3)
+    assert rr["post_rr_s"] == pytest.approx(1.4, abs=1e-3)
+    assert rr["pre_over_local"] < 0.7  # premature relative to this patient's own rhythm
+    assert rr["pre_over_post"] == pytest.approx(0.6 / 1.4, rel=1e-3)
+    regular = next(b for b in released if b.sample == peaks[8])
+    assert dict(zip(RR_FEATURES, regular.rr.tolist(), strict=True))["pre_over_local"] == (
+        pytest.approx(1.0, abs=1e-3)
+    )
+
+
+def test_a_beat_waits_for_the_next_beat_and_its_window() -> None:
+    extractor = BeatExtractor(BeatConfig())
+    x = np.zeros(1000)
+    assert extractor.push(x, [400]) == []  # no next beat yet
+    released = extractor.push(np.zeros(10), [700])
+    assert [b.sample for b in released] == [400]
+    assert released[0].window.shape == (2, 256)
+    assert released[0].window.dtype == np.float32
+    assert [b.sample for b in extractor.flush([])] == [700]
+
+
+def test_preprocess_config_round_trips_through_a_dict() -> None:
+    config = PreprocessConfig()
+    assert PreprocessConfig.from_dict(config.to_dict()) == config

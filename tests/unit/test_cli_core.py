@@ -1,0 +1,60 @@
+"""The ECG-core commands as a user runs them (real records, the shipped model)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ecgstream.cli.app import expand_multi_value_options
+
+ECGSTREAM = str(Path(sys.executable).with_name("ecgstream"))
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ECGSTREAM, *args], capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_records_option_takes_several_values() -> None:
+    argv = ["evaluate", "--records", "101", "106", "--json", "x.json", "--records", "108"]
+    assert expand_multi_value_options(argv) == [
+        "evaluate", "--records", "101", "--records", "106", "--json", "x.json",
+        "--records", "108",
+    ]  # fmt: skip
+
+
+def test_evaluate_writes_the_ec57_json_and_plots(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    result = _run(
+        "evaluate", "--records", "101", "102", "--json", str(out), "--plots", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert set(report) == {"qrs", "classes", "macro_f1", "records"}
+    assert set(report["classes"]) == {"N", "S", "V", "F"}
+    assert set(report["records"]) == {"101", "102"}
+    assert report["records"]["102"]["paced"] is True
+    assert report["qrs"]["se"] > 0.99
+    assert report["qrs"]["ppv"] > 0.99
+    assert "gross" in result.stdout
+    for png in ("confusion.png", "strip_101.png", "strip_102.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_names_a_missing_record() -> None:
+    result = _run("evaluate", "--records", "999")
+    assert result.returncode == 1
+    assert "record 999 not found" in result.stderr
+
+
+def test_download_without_network_fails_clearly(tmp_path: Path) -> None:
+    result = _run(
+        "data", "download", "--out", str(tmp_path), "--records", "100",
+        "--base-url", "http://127.0.0.1:9/",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "could not download 'mitdb'" in result.stderr
+    assert "ECGSTREAM_DATA_DIR" in result.stderr
