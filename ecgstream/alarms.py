@@ -67,16 +67,10 @@ class RhythmMonitor:
 
     def add(self, beat: ClassifiedBeat) -> list[Alarm]:
         alarms: list[Alarm] = []
-        if self._last is not None and beat.rr_prev_s is not None:
-            if beat.rr_prev_s > self.config.pause_s:
-                alarms.append(
-                    self._alarm(
-                        "pause",
-                        "high",
-                        self._last,
-                        {"pause_s": round(beat.rr_prev_s, 3), "threshold_s": self.config.pause_s},
-                    )
-                )
+        pause = self.config.pause_s
+        if self._last is not None and beat.rr_prev_s is not None and beat.rr_prev_s > pause:
+            evidence = {"pause_s": round(beat.rr_prev_s, 3), "threshold_s": pause}
+            alarms.append(self._alarm("pause", "high", self._last, evidence))
         alarms += self._vtach(beat)
         alarms += self._rate(beat)
         alarms += self._pvc_burden(beat)
