@@ -159,6 +159,9 @@ class KafkaBroker:
             "group.initial.rebalance.delay.ms": "0",
             "offsets.topic.num.partitions": "1",
             "log.retention.hours": "24",
+            # room above the wire format's 1 MiB limit, so oversize chunks reach the validator
+            # and the dead-letter topic instead of failing in the producer
+            "message.max.bytes": str(2 * 1024 * 1024),
         }
         self._properties.parent.mkdir(parents=True, exist_ok=True)
         self._properties.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))

@@ -52,9 +52,12 @@ class DetectedBeat:
 class PatientStream:
     """Resample -> detect -> cut beats, for one lead of one device, chunk by chunk."""
 
-    def __init__(self, fs: float, config: PreprocessConfig | None = None) -> None:
+    def __init__(
+        self, fs: float, config: PreprocessConfig | None = None, start_sample: int = 0
+    ) -> None:
         self.config = config or PreprocessConfig()
         self.fs = fs
+        self.start_sample = start_sample  # device sample index of the first sample pushed
         model_fs = self.config.model_fs
         self._resampler = StreamingResampler(fs, model_fs)
         self._detector = QrsDetector(model_fs, self.config.detector)
@@ -78,4 +81,4 @@ class PatientStream:
 
     def _wrap(self, beats: list[BeatWindow]) -> list[DetectedBeat]:
         ratio = self.fs / self.config.model_fs
-        return [DetectedBeat(round(b.sample * ratio), b) for b in beats]
+        return [DetectedBeat(self.start_sample + round(b.sample * ratio), b) for b in beats]

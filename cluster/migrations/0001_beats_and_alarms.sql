@@ -8,7 +8,7 @@ CREATE TABLE beats (
     patient_ref    text        NOT NULL,
     beat_time      timestamptz NOT NULL,
     label          char(1)     NOT NULL CHECK (label IN ('N', 'S', 'V', 'F', 'Q')),
-    probabilities  real[]      NOT NULL,   -- in the order N, S, V, F, Q
+    probabilities  real[]      NOT NULL,   -- in the model's class order (N, S, V, F)
     rr_prev_s      real,
     model_version  text        NOT NULL,
     latency_ms     real,

@@ -1,0 +1,256 @@
+"""Consumer actor: owns some partitions of `ecg.samples` and everything about their devices.
+
+The loop's order is the delivery guarantee:
+
+    fetch -> decode/process -> classify (Serve) -> write Kafka + PostgreSQL -> commit offsets
+
+Offsets are committed only after both writes are acknowledged, so a crash anywhere before the
+commit means the batch is read again; the sinks' keys make the second write a no-op. A failing
+step is retried (with backoff) without fetching more, so a slow or absent database or model
+stops the fetching instead of filling memory.
+
+When a partition is handed to this actor it rebuilds the state of its devices by re-reading a
+bounded look-back (by timestamp) before the committed offset; those messages are processed
+with their outputs suppressed (they were written by the previous owner).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+from aiokafka import TopicPartition
+
+from ecgstream.aami import MODEL_CLASSES
+from ecgstream.artifact import load_artifact
+from ecgstream.io.kafka import make_consumer, make_producer
+from ecgstream.io.sinks import KafkaSink, PostgresSink
+from ecgstream.processing import InputMessage, StreamProcessor
+from ecgstream.settings import Settings
+
+log = logging.getLogger("ecgstream.consumer")
+
+PIPELINE_GROUP = "ecgstream-pipeline"
+LOOKBACK_S = 120.0
+MAX_RECORDS = 400
+
+
+@ray.remote(num_cpus=0.5, max_restarts=0)
+class ConsumerActor:
+    def __init__(self, name: str, settings_json: str, model_dir: str | None = None) -> None:
+        from ray import serve
+
+        from serve_app.inference import APP_NAME
+
+        self.name = name
+        self._settings = Settings.model_validate_json(settings_json)
+        artifact = load_artifact(None if model_dir is None else Path(model_dir))
+        self._processor = StreamProcessor(artifact.preprocess)
+        self._handle = serve.get_app_handle(APP_NAME)
+        self._assigned: set[int] = set()
+        self._replay_until: dict[int, int] = {}
+        self._task: asyncio.Task | None = None
+        self._lock = asyncio.Lock()  # assignment changes wait for the in-flight batch
+        self._stats: dict[str, Any] = {
+            "chunks": 0,
+            "beats": 0,
+            "alarms": 0,
+            "dead_letters": 0,
+            "duplicates": 0,
+            "retries": 0,
+            "batches": 0,
+        }
+        self._recent: deque[tuple[float, int]] = deque(maxlen=120)
+        self._consumer = None
+        self._producer = None
+        self._pool = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        import asyncpg
+
+        settings = self._settings
+        self._consumer = make_consumer(
+            settings, group_id=PIPELINE_GROUP, max_poll_records=MAX_RECORDS
+        )
+        self._producer = make_producer(settings)
+        await self._consumer.start()
+        await self._producer.start()
+        self._pool = await asyncpg.create_pool(
+            settings.postgres_dsn(), min_size=1, max_size=2, command_timeout=30
+        )
+        self._kafka_sink = KafkaSink(settings, self._producer)
+        self._pg_sink = PostgresSink(self._pool)
+        self._task = asyncio.create_task(self._run())
+        return self.name
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        for closer in (self._consumer, self._producer):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer.stop()
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def ping(self) -> str:
+        return self.name
+
+    # -- assignment --------------------------------------------------------------------------
+
+    async def assign(self, partitions: list[int]) -> list[int]:
+        """Own exactly these partitions from now on (rebuilding state for new ones)."""
+        async with self._lock:
+            topic = self._settings.topics.samples
+            wanted = set(partitions)
+            added = wanted - self._assigned
+            self._processor.forget_partitions(self._assigned - wanted)
+            self._assigned = wanted
+            tps = [TopicPartition(topic, p) for p in sorted(wanted)]
+            self._consumer.assign(tps)
+            for p in added:
+                await self._seek_for_rebuild(TopicPartition(topic, p))
+            return sorted(self._assigned)
+
+    async def _seek_for_rebuild(self, tp: TopicPartition) -> None:
+        committed = await self._consumer.committed(tp)
+        if committed is None:
+            beginning = await self._consumer.beginning_offsets([tp])
+            self._consumer.seek(tp, beginning[tp])
+            self._replay_until[tp.partition] = beginning[tp]
+            return
+        # the look-back: messages published up to LOOKBACK_S before the committed one
+        start = committed
+        with contextlib.suppress(Exception):
+            self._consumer.seek(tp, max(0, committed - 1))
+            previous = await asyncio.wait_for(self._consumer.getone(tp), timeout=5)
+            wanted_ms = previous.timestamp - int(LOOKBACK_S * 1000)
+            found = await self._consumer.offsets_for_times({tp: max(0, wanted_ms)})
+            if found.get(tp) is not None:
+                start = min(found[tp].offset, committed)
+        self._consumer.seek(tp, start)
+        self._replay_until[tp.partition] = committed
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if not self._assigned:
+                await asyncio.sleep(0.1)
+                continue
+            async with self._lock:
+                try:
+                    batch = await self._consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
+                except Exception as exc:  # broker unreachable: back off and try again
+                    log.warning("fetch failed: %s", type(exc).__name__)
+                    self._stats["retries"] += 1
+                    await asyncio.sleep(1.0)
+                    continue
+                if batch:
+                    await self._process(batch)
+
+    async def _process(self, batch: dict) -> None:
+        messages: list[InputMessage] = []
+        payloads: dict[tuple[int, int], bytes] = {}
+        ends: dict[TopicPartition, int] = {}
+        for tp, records in batch.items():
+            if tp.partition not in self._assigned:
+                continue
+            until = self._replay_until.get(tp.partition, 0)
+            for r in records:
+                replay = r.offset < until
+                messages.append(
+                    InputMessage(tp.partition, r.offset, r.key, r.value, r.timestamp, replay)
+                )
+                payloads[(tp.partition, r.offset)] = r.value
+            ends[tp] = records[-1].offset + 1
+        if not messages:
+            return
+        ingested = self._processor.ingest(messages)
+        pending = ingested.beats
+        if pending:
+            windows = np.stack([b.window for b in pending])
+            rr = np.stack([b.rr for b in pending])
+            classified = await self._retry("classify", lambda: self._classify(windows, rr))
+            probabilities, classes, version = (
+                classified.probabilities,
+                classified.classes,
+                classified.model_version,
+            )
+        else:
+            probabilities = np.zeros((0, len(MODEL_CLASSES)), np.float32)
+            classes, version = MODEL_CLASSES, ""
+        beats, alarms = self._processor.complete(
+            pending, probabilities, classes, version, time.time() * 1000
+        )
+        replayed = {(m.partition, m.offset) for m in messages if m.replay}
+        letters = [
+            (d, payloads[(d.partition, d.offset)])
+            for d in ingested.dead_letters
+            if (d.partition, d.offset) not in replayed
+        ]
+        await self._retry(
+            "kafka write", lambda: self._kafka_sink.write(beats, alarms, letters, classes)
+        )
+        await self._retry("postgres write", lambda: self._pg_sink.write(beats, alarms))
+        await self._retry("commit", lambda: self._consumer.commit(ends))
+        self._stats["batches"] += 1
+        self._stats["chunks"] += ingested.chunks
+        self._stats["beats"] += len(beats)
+        self._stats["alarms"] += len(alarms)
+        self._stats["dead_letters"] += len(letters)
+        self._stats["duplicates"] += ingested.duplicates
+        self._recent.append((time.monotonic(), len(beats)))
+
+    async def _classify(self, windows: np.ndarray, rr: np.ndarray) -> Any:
+        from serve_app.inference import BeatBatch
+
+        return await self._handle.remote(BeatBatch(windows, rr))
+
+    async def _retry(self, what: str, step: Any) -> Any:
+        delay = 0.2
+        while True:
+            try:
+                return await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._stats["retries"] += 1
+                log.warning("%s failed (%s); retrying in %.1f s", what, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # -- observability -----------------------------------------------------------------------
+
+    async def stats(self) -> dict[str, Any]:
+        topic = self._settings.topics.samples
+        lag: dict[int, int] = {}
+        if self._assigned and self._consumer is not None:
+            tps = [TopicPartition(topic, p) for p in sorted(self._assigned)]
+            with contextlib.suppress(Exception):
+                ends = await asyncio.wait_for(self._consumer.end_offsets(tps), timeout=5)
+                for tp in tps:
+                    position = await self._consumer.position(tp)
+                    lag[tp.partition] = max(0, ends[tp] - position)
+        now = time.monotonic()
+        window = [(t, n) for t, n in self._recent if now - t <= 10]
+        beats_per_s = sum(n for _, n in window) / 10.0
+        return {
+            "name": self.name,
+            "partitions": sorted(self._assigned),
+            "lag": lag,
+            "devices": self._processor.devices,
+            "beats_per_s": beats_per_s,
+            **self._stats,
+        }

@@ -1,0 +1,178 @@
+"""Coordinator actor: the load manager of the consumer pool.
+
+It assigns the partitions of `ecg.samples` to consumer actors explicitly (consumers do not join
+a Kafka consumer group), spreads them by load (lag, then count), and reassigns when a consumer
+dies, is added or removed. A partition moves only after its old owner has let it go (or is
+dead), so two consumers never process it at once.
+
+The coordinator is a named, detached actor that Ray restarts if it dies; consumers are named
+and detached too, so a restarted coordinator finds the running pool and its assignment instead
+of starting over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import ray
+from aiokafka.admin import AIOKafkaAdminClient
+
+from actors.assignment import balance
+from actors.consumer import ConsumerActor
+from ecgstream.settings import Settings
+
+log = logging.getLogger("ecgstream.coordinator")
+
+COORDINATOR_NAME = "ecgstream-coordinator"
+CONSUMER_PREFIX = "ecgstream-consumer-"
+CHECK_INTERVAL_S = 2.0
+PING_TIMEOUT_S = 10.0
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class Coordinator:
+    def __init__(self, settings_json: str, pool_size: int, model_dir: str | None = None) -> None:
+        self._settings_json = settings_json
+        self._settings = Settings.model_validate_json(settings_json)
+        self._pool_size = pool_size
+        self._model_dir = model_dir
+        self._consumers: dict[str, Any] = {}
+        self._assignment: dict[str, list[int]] = {}
+        self._partitions: list[int] = []
+        self._events: list[str] = []
+        self._task: asyncio.Task | None = None
+        self._started = time.time()
+
+    async def start(self) -> dict[str, Any]:
+        self._partitions = await self._discover_partitions()
+        self._adopt_running_consumers()
+        await self._ensure_pool()
+        await self._rebalance("start")
+        if self._task is None:
+            self._task = asyncio.create_task(self._watch())
+        return await self.status()
+
+    async def scale(self, pool_size: int) -> dict[str, Any]:
+        self._pool_size = pool_size
+        for name in sorted(self._consumers)[pool_size:]:
+            actor = self._consumers.pop(name)
+            self._assignment.pop(name, None)
+            with contextlib.suppress(Exception):
+                await actor.assign.remote([])
+                await actor.stop.remote()
+            ray.kill(actor, no_restart=True)
+            self._event(f"removed {name}")
+        await self._ensure_pool()
+        await self._rebalance("scale")
+        return await self.status()
+
+    async def shutdown(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for name, actor in list(self._consumers.items()):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(actor.stop.remote(), timeout=15)
+            ray.kill(actor, no_restart=True)
+            self._consumers.pop(name)
+
+    async def status(self) -> dict[str, Any]:
+        consumers = []
+        for name, actor in sorted(self._consumers.items()):
+            try:
+                consumers.append(await asyncio.wait_for(actor.stats.remote(), PING_TIMEOUT_S))
+            except Exception as exc:
+                consumers.append({"name": name, "error": type(exc).__name__})
+        return {
+            "partitions": self._partitions,
+            "assignment": self._assignment,
+            "consumers": consumers,
+            "events": self._events[-20:],
+            "uptime_s": round(time.time() - self._started, 1),
+        }
+
+    async def rebalance(self) -> dict[str, list[int]]:
+        await self._rebalance("requested")
+        return self._assignment
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _discover_partitions(self) -> list[int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics([self._settings.topics.samples])
+        finally:
+            await admin.close()
+        return sorted(p["partition"] for p in described[0]["partitions"])
+
+    def _adopt_running_consumers(self) -> None:
+        namespace = ray.get_runtime_context().namespace
+        for index in range(max(self._pool_size, 64)):
+            name = f"{CONSUMER_PREFIX}{index}"
+            with contextlib.suppress(ValueError):
+                self._consumers[name] = ray.get_actor(name, namespace=namespace)
+
+    async def _ensure_pool(self) -> None:
+        index = 0
+        while len(self._consumers) < self._pool_size:
+            name = f"{CONSUMER_PREFIX}{index}"
+            index += 1
+            if name in self._consumers:
+                continue
+            actor = ConsumerActor.options(name=name, lifetime="detached").remote(
+                name, self._settings_json, self._model_dir
+            )
+            await actor.start.remote()
+            self._consumers[name] = actor
+            self._event(f"started {name}")
+
+    async def _lags(self) -> dict[int, int]:
+        lags: dict[int, int] = {}
+        for actor in self._consumers.values():
+            with contextlib.suppress(Exception):
+                stats = await asyncio.wait_for(actor.stats.remote(), PING_TIMEOUT_S)
+                lags.update({int(p): int(v) for p, v in stats["lag"].items()})
+        return lags
+
+    async def _rebalance(self, why: str) -> None:
+        current = {name: list(self._assignment.get(name, [])) for name in self._consumers}
+        target = balance(self._partitions, sorted(self._consumers), await self._lags(), current)
+        if target == current and all(name in self._assignment for name in target):
+            return
+        # first release what moves away, then hand it to its new owner
+        for name, partitions in target.items():
+            keep = [p for p in current.get(name, []) if p in partitions]
+            if keep != current.get(name, []):
+                await self._consumers[name].assign.remote(keep)
+        for name, partitions in target.items():
+            await self._consumers[name].assign.remote(partitions)
+        self._assignment = target
+        self._event(f"rebalanced ({why}): {target}")
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_INTERVAL_S)
+            dead = []
+            for name, actor in list(self._consumers.items()):
+                try:
+                    await asyncio.wait_for(actor.ping.remote(), PING_TIMEOUT_S)
+                except Exception:
+                    dead.append(name)
+            if dead:
+                for name in dead:
+                    self._consumers.pop(name, None)
+                    self._assignment.pop(name, None)
+                    self._event(f"lost {name}")
+                try:
+                    await self._ensure_pool()
+                    await self._rebalance("consumer lost")
+                except Exception as exc:  # retried on the next round
+                    log.warning("recovery failed: %s", exc)
+
+    def _event(self, text: str) -> None:
+        self._events.append(f"{time.strftime('%H:%M:%S')} {text}")
+        log.info(text)

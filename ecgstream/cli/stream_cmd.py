@@ -1,0 +1,117 @@
+"""`ecgstream stream up | down | status` and `ecgstream replay`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ecgstream.cli.app import console, reports_errors
+from ecgstream.settings import load_settings
+
+stream_app = typer.Typer(help="The streaming pipeline on Ray (needs `ecgstream cluster up`).")
+
+
+@stream_app.command()
+@reports_errors
+def up(
+    consumers: int = typer.Option(2, min=1, help="consumer actors"),
+    replicas: int = typer.Option(1, min=1, help="Serve replicas of the classifier"),
+    model: Path | None = typer.Option(None, help="model artifact (default: the shipped model)"),
+) -> None:
+    """Deploy the classifier on Ray Serve and start the coordinator and its consumer pool."""
+    from actors.pipeline import stream_up
+
+    stream_up(load_settings(), consumers, replicas, str(model) if model else None)
+    status()
+
+
+@stream_app.command()
+@reports_errors
+def down() -> None:
+    """Stop the consumers, the coordinator and the Serve application."""
+    from actors.pipeline import stream_down
+
+    stream_down(load_settings())
+    console.print("pipeline stopped")
+
+
+@stream_app.command()
+@reports_errors
+def status() -> None:
+    """Actors, partitions per actor, lag, beats/s, Serve replicas."""
+    from actors.pipeline import stream_status
+
+    state = stream_status(load_settings())
+    if state is None:
+        console.print("[red]the pipeline is not running[/] (`ecgstream stream up`)")
+        raise typer.Exit(1)
+    print_pipeline(state)
+
+
+def print_pipeline(state: dict) -> None:
+    table = Table(title="ecgstream pipeline")
+    for column in (
+        "consumer",
+        "partitions",
+        "lag",
+        "devices",
+        "beats/s",
+        "beats",
+        "dead",
+        "retries",
+    ):
+        table.add_column(
+            column, justify="right" if column not in ("consumer", "partitions") else "left"
+        )
+    for c in state["consumers"]:
+        if "error" in c:
+            table.add_row(c["name"], "-", "-", "-", "-", "-", "-", f"[red]{c['error']}[/]")
+            continue
+        table.add_row(
+            c["name"],
+            ",".join(str(p) for p in c["partitions"]),
+            str(sum(c["lag"].values())),
+            str(c["devices"]),
+            f"{c['beats_per_s']:.0f}",
+            str(c["beats"]),
+            str(c["dead_letters"]),
+            str(c["retries"]),
+        )
+    console.print(table)
+    for name, app in state.get("serve", {}).items():
+        console.print(f"Serve app {name}: {app['status']}, replicas {app['replicas']}")
+
+
+@reports_errors
+def replay(
+    records: list[str] = typer.Option(..., help="records to play: --records R [R ...]"),
+    data: Path | None = typer.Option(None, help="WFDB records (default: the configured data)"),
+    patients: int = typer.Option(1, min=1, help="simulated patients (devices)"),
+    speed: float = typer.Option(1.0, min=0.0, help="x real time; 0 = as fast as possible"),
+    chunk_s: float = typer.Option(1.0, min=0.05, help="seconds of signal per message"),
+    duration: float | None = typer.Option(None, min=0.1, help="seconds of signal per device"),
+    prefix: str = typer.Option("dev", help="device id prefix"),
+) -> None:
+    """Publish records to `ecg.samples` the way bedside devices would."""
+    from ecgstream.tools.replay import replay as run_replay
+
+    settings = load_settings()
+    stats = asyncio.run(
+        run_replay(
+            settings,
+            data or settings.records_dir,
+            records,
+            patients,
+            speed,
+            chunk_s=chunk_s,
+            duration_s=duration,
+            prefix=prefix,
+        )
+    )
+    console.print(
+        f"published {stats.chunks} chunks ({stats.bytes / 1e6:.1f} MB) for "
+        f"{len(stats.devices)} devices in {stats.seconds:.1f} s"
+    )

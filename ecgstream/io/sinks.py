@@ -1,0 +1,159 @@
+"""Where results go: Kafka topics for subscribers and PostgreSQL for the record.
+
+Both writes are idempotent by key: a beat is (device, sample), an alarm its alarm id. Kafka
+messages carry the key in the payload (`beat_id`, `alarm_id`) so a subscriber can drop the
+duplicates an at-least-once redelivery may produce; PostgreSQL drops them itself
+(`ON CONFLICT DO NOTHING`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from ecgstream.processing import AlarmEvent, BeatResult, DeadLetter
+from ecgstream.settings import Settings
+
+CLASS_ORDER = ("N", "S", "V", "F", "Q")
+
+
+def beat_message(beat: BeatResult, classes: Sequence[str]) -> bytes:
+    return json.dumps(
+        {
+            "beat_id": beat.beat_id,
+            "device": beat.device_id,
+            "patient": beat.patient_id,
+            "sample": beat.sample,
+            "time": round(beat.time_s, 4),
+            "label": beat.label,
+            "probabilities": dict(zip(classes, beat.probabilities, strict=True)),
+            "model_version": beat.model_version,
+            "latency_ms": round(beat.latency_ms, 1),
+            "rr_prev_s": None if beat.rr_prev_s is None else round(beat.rr_prev_s, 4),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def alarm_message(event: AlarmEvent) -> bytes:
+    alarm = event.alarm
+    return json.dumps(
+        {
+            "alarm_id": alarm.alarm_id,
+            "device": alarm.device_id,
+            "patient": event.patient_id,
+            "kind": alarm.kind,
+            "category": alarm.category,
+            "severity": alarm.severity,
+            "start_sample": alarm.start_sample,
+            "start_time": round(alarm.start_time, 4),
+            "evidence": alarm.evidence,
+            "model_version": event.model_version,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+class KafkaSink:
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer) -> None:
+        self._topics = settings.topics
+        self._producer = producer
+
+    async def write(
+        self,
+        beats: Sequence[BeatResult],
+        alarms: Sequence[AlarmEvent],
+        dead_letters: Sequence[tuple[DeadLetter, bytes]],
+        classes: Sequence[str],
+    ) -> None:
+        """Send everything and wait until the broker has acknowledged all of it."""
+        futures = []
+        for beat in beats:
+            futures.append(
+                await self._producer.send(
+                    self._topics.beats, beat_message(beat, classes), key=beat.device_id.encode()
+                )
+            )
+        for event in alarms:
+            futures.append(
+                await self._producer.send(
+                    self._topics.alerts, alarm_message(event), key=event.alarm.device_id.encode()
+                )
+            )
+        for letter, payload in dead_letters:
+            futures.append(
+                await self._producer.send(
+                    self._topics.deadletter,
+                    payload,
+                    headers=[
+                        ("reason", letter.reason.encode()),
+                        ("detail", letter.detail.encode()[:500]),
+                        ("source", self._source(letter)),
+                    ],
+                )
+            )
+        if futures:
+            await asyncio.gather(*futures)
+
+    def _source(self, letter: DeadLetter) -> bytes:
+        return f"{self._topics.samples}/{letter.partition}/{letter.offset}".encode()
+
+
+class PostgresSink:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def write(self, beats: Sequence[BeatResult], alarms: Sequence[AlarmEvent]) -> None:
+        """One transaction per batch; re-delivered keys are ignored."""
+        if not beats and not alarms:
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            if beats:
+                await conn.executemany(
+                    """INSERT INTO beats (device_id, sample_index, patient_ref, beat_time, label,
+                                          probabilities, rr_prev_s, model_version, latency_ms)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                       ON CONFLICT (device_id, sample_index) DO NOTHING""",
+                    [
+                        (
+                            b.device_id,
+                            b.sample,
+                            b.patient_id,
+                            datetime.fromtimestamp(b.time_s, UTC),
+                            b.label,
+                            list(b.probabilities),
+                            b.rr_prev_s,
+                            b.model_version,
+                            b.latency_ms,
+                        )
+                        for b in beats
+                    ],
+                )
+            if alarms:
+                await conn.executemany(
+                    """INSERT INTO alarms (alarm_id, device_id, patient_ref, kind, category,
+                                           severity, start_sample, start_time, evidence,
+                                           model_version)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                       ON CONFLICT (alarm_id) DO NOTHING""",
+                    [
+                        (
+                            e.alarm.alarm_id,
+                            e.alarm.device_id,
+                            e.patient_id,
+                            e.alarm.kind,
+                            e.alarm.category,
+                            e.alarm.severity,
+                            e.alarm.start_sample,
+                            datetime.fromtimestamp(e.alarm.start_time, UTC),
+                            json.dumps(e.alarm.evidence),
+                            e.model_version,
+                        )
+                        for e in alarms
+                    ],
+                )

@@ -1,0 +1,237 @@
+"""What a consumer does with a batch of Kafka messages, without the I/O.
+
+decode + validate -> per-device stream (filter, detector, beat features) -> [inference, done by
+the caller] -> join -> rhythm alarms. Kept free of Kafka, Ray and asyncpg so the delivery logic
+around it stays thin and this part is tested directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ecgstream.alarms import Alarm, AlarmConfig, ClassifiedBeat, RhythmMonitor
+from ecgstream.errors import ConfigurationError, RejectReason, WireFormatError
+from ecgstream.records import choose_lead
+from ecgstream.stream import PatientStream, PreprocessConfig
+from ecgstream.wire import EcgChunk, decode_chunk
+
+
+@dataclass(frozen=True)
+class InputMessage:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int  # when the producer sent it (for end-to-end latency)
+    replay: bool = False  # re-read to rebuild state: its outputs were already written
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    partition: int
+    offset: int
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, eq=False)
+class PendingBeat:
+    """A beat cut from the signal, waiting for its class."""
+
+    device_id: str
+    patient_id: str
+    sample: int
+    time_s: float
+    rr_prev_s: float | None
+    window: np.ndarray
+    rr: np.ndarray
+    published_ms: int
+    replay: bool
+
+
+@dataclass(frozen=True)
+class BeatResult:
+    device_id: str
+    patient_id: str
+    sample: int
+    time_s: float
+    label: str
+    probabilities: tuple[float, ...]
+    model_version: str
+    latency_ms: float
+    rr_prev_s: float | None
+
+    @property
+    def beat_id(self) -> str:
+        return f"{self.device_id}:{self.sample}"
+
+
+@dataclass(frozen=True)
+class AlarmEvent:
+    alarm: Alarm
+    patient_id: str
+    model_version: str
+
+
+@dataclass
+class _Device:
+    partition: int
+    patient_id: str
+    fs: float
+    lead: str
+    stream: PatientStream
+    monitor: RhythmMonitor
+    next_sample: int  # first_sample expected of the next chunk
+    time_origin: float  # unix time of device sample 0
+    last_beat: int | None = None
+
+
+@dataclass
+class Ingested:
+    beats: list[PendingBeat] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    chunks: int = 0
+    duplicates: int = 0
+
+
+class StreamProcessor:
+    """Per-device state for the devices of the partitions one consumer owns."""
+
+    def __init__(
+        self, preprocess: PreprocessConfig, alarm_config: AlarmConfig | None = None
+    ) -> None:
+        self.preprocess = preprocess
+        self.alarm_config = alarm_config or AlarmConfig()
+        self._devices: dict[str, _Device] = {}
+
+    @property
+    def devices(self) -> int:
+        return len(self._devices)
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """Drop the state of devices on partitions this consumer no longer owns."""
+        for name in [n for n, d in self._devices.items() if d.partition in partitions]:
+            del self._devices[name]
+
+    def ingest(self, messages: Sequence[InputMessage]) -> Ingested:
+        out = Ingested()
+        for message in messages:
+            try:
+                chunk = decode_chunk(message.value)
+                if message.key is not None and message.key != chunk.device_id.encode():
+                    raise WireFormatError(
+                        RejectReason.INVALID_VALUE, "message key is not the chunk's device id"
+                    )
+                lead_index = self._lead(chunk)
+            except WireFormatError as exc:
+                out.dead_letters.append(
+                    DeadLetter(message.partition, message.offset, exc.reason.value, exc.detail)
+                )
+                continue
+            device = self._device(chunk, message.partition)
+            if chunk.first_sample < device.next_sample:
+                out.duplicates += 1  # already seen (a producer retry or a replay overlap)
+                continue
+            if chunk.first_sample > device.next_sample or chunk.fs != device.fs:
+                device = self._restart(chunk, message.partition)  # a gap: history is useless
+            out.chunks += 1
+            device.next_sample = chunk.end_sample
+            device.time_origin = chunk.start_time - chunk.first_sample / chunk.fs
+            x = chunk.millivolts()[lead_index]
+            for beat in device.stream.push(x):
+                rr_prev = (
+                    (beat.device_sample - device.last_beat) / device.fs
+                    if device.last_beat is not None
+                    else None
+                )
+                device.last_beat = beat.device_sample
+                out.beats.append(
+                    PendingBeat(
+                        device_id=chunk.device_id,
+                        patient_id=chunk.patient_id,
+                        sample=beat.device_sample,
+                        time_s=device.time_origin + beat.device_sample / device.fs,
+                        rr_prev_s=rr_prev,
+                        window=beat.features.window,
+                        rr=beat.features.rr,
+                        published_ms=message.timestamp_ms,
+                        replay=message.replay,
+                    )
+                )
+        return out
+
+    def complete(
+        self,
+        beats: Sequence[PendingBeat],
+        probabilities: np.ndarray,
+        classes: Sequence[str],
+        model_version: str,
+        now_ms: float,
+    ) -> tuple[list[BeatResult], list[AlarmEvent]]:
+        """Join classes to beats and run the alarm rules; replayed beats update state only."""
+        results: list[BeatResult] = []
+        alarms: list[AlarmEvent] = []
+        labels = np.asarray(classes)[probabilities.argmax(axis=1)] if len(beats) else []
+        for beat, label, proba in zip(beats, labels, probabilities, strict=True):
+            device = self._devices.get(beat.device_id)
+            raised = (
+                device.monitor.add(
+                    ClassifiedBeat(beat.sample, beat.time_s, str(label), beat.rr_prev_s)
+                )
+                if device is not None
+                else []
+            )
+            if beat.replay:
+                continue
+            alarms.extend(AlarmEvent(a, beat.patient_id, model_version) for a in raised)
+            results.append(
+                BeatResult(
+                    device_id=beat.device_id,
+                    patient_id=beat.patient_id,
+                    sample=beat.sample,
+                    time_s=beat.time_s,
+                    label=str(label),
+                    probabilities=tuple(round(float(p), 5) for p in proba),
+                    model_version=model_version,
+                    latency_ms=max(0.0, now_ms - beat.published_ms),
+                    rr_prev_s=beat.rr_prev_s,
+                )
+            )
+        return results, alarms
+
+    # -- devices -----------------------------------------------------------------------------
+
+    def _lead(self, chunk: EcgChunk) -> int:
+        try:
+            name = choose_lead(chunk.lead_names, self.preprocess.lead_preference)
+        except ConfigurationError:
+            raise WireFormatError(
+                RejectReason.INVALID_VALUE,
+                f"no usable lead among {list(chunk.lead_names)} "
+                f"(accepted: {list(self.preprocess.lead_preference)})",
+            ) from None
+        return chunk.lead_names.index(name)
+
+    def _device(self, chunk: EcgChunk, partition: int) -> _Device:
+        device = self._devices.get(chunk.device_id)
+        return device if device is not None else self._restart(chunk, partition)
+
+    def _restart(self, chunk: EcgChunk, partition: int) -> _Device:
+        previous = self._devices.get(chunk.device_id)
+        device = _Device(
+            partition=partition,
+            patient_id=chunk.patient_id,
+            fs=chunk.fs,
+            lead=choose_lead(chunk.lead_names, self.preprocess.lead_preference),
+            stream=PatientStream(chunk.fs, self.preprocess, start_sample=chunk.first_sample),
+            monitor=previous.monitor
+            if previous is not None
+            else RhythmMonitor(chunk.device_id, self.alarm_config),
+            next_sample=chunk.first_sample,
+            time_origin=chunk.start_time - chunk.first_sample / chunk.fs,
+        )
+        self._devices[chunk.device_id] = device
+        return device

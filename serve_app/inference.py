@@ -1,0 +1,84 @@
+"""The Ray Serve deployment that classifies beats.
+
+Callers send *many beats per request* (a consumer's whole poll batch): on a 2-core machine a
+Serve request costs milliseconds of fixed overhead, so one request per beat would waste most of
+the model's capacity. `@serve.batch` then merges concurrent requests from several consumers into
+one forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ray import serve
+
+from ecgstream.artifact import load_artifact
+
+APP_NAME = "ecgstream-inference"
+DEPLOYMENT_NAME = "BeatClassifier"
+
+
+@dataclass(frozen=True)
+class BeatBatch:
+    windows: np.ndarray  # float32 (n, 2, 256)
+    rr: np.ndarray  # float32 (n, n_rr)
+
+
+@dataclass(frozen=True)
+class Classified:
+    probabilities: np.ndarray  # float32 (n, n_classes)
+    classes: tuple[str, ...]
+    model_version: str
+
+
+@serve.deployment(
+    name=DEPLOYMENT_NAME,
+    max_ongoing_requests=64,
+    ray_actor_options={"num_cpus": 0.5},
+)
+class BeatClassifierDeployment:
+    def __init__(self, model_dir: str | None = None, threads: int = 1) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        self._artifact = load_artifact(Path(model_dir) if model_dir else None)
+        self._device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._artifact.model.to(self._device)
+        self.batch_sizes: list[int] = []
+
+    def model_version(self) -> str:
+        return self._artifact.version
+
+    async def __call__(self, batch: BeatBatch) -> Classified:
+        return await self.classify(batch)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def classify(self, batches: list[BeatBatch]) -> list[Classified]:
+        import torch
+
+        sizes = [len(b.windows) for b in batches]
+        windows = np.concatenate([b.windows for b in batches])
+        rr = np.concatenate([b.rr for b in batches])
+        with torch.inference_mode():
+            logits = self._artifact.model(
+                torch.from_numpy(windows).to(self._device), torch.from_numpy(rr).to(self._device)
+            )
+            proba = torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32)
+        self.batch_sizes.append(int(windows.shape[0]))
+        del self.batch_sizes[:-1000]
+        out, begin = [], 0
+        for size in sizes:
+            out.append(
+                Classified(
+                    proba[begin : begin + size], self._artifact.classes, self._artifact.version
+                )
+            )
+            begin += size
+        return out
+
+
+def build_app(model_dir: str | None = None, replicas: int = 1) -> serve.Application:
+    """The inference application; `model_dir` None means the shipped default model."""
+    return BeatClassifierDeployment.options(num_replicas=replicas).bind(model_dir)
