@@ -31,6 +31,7 @@ COORDINATOR_NAME = "ecgstream-coordinator"
 CONSUMER_PREFIX = "ecgstream-consumer-"
 CHECK_INTERVAL_S = 2.0
 PING_TIMEOUT_S = 10.0
+MAX_CONSUMER_GENERATIONS = 512  # consumer names are never reused; a restart scans this many
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -46,6 +47,7 @@ class Coordinator:
         self._events: list[str] = []
         self._task: asyncio.Task | None = None
         self._started = time.time()
+        self._next_index = 0
 
     async def start(self) -> dict[str, Any]:
         self._partitions = await self._discover_partitions()
@@ -110,19 +112,19 @@ class Coordinator:
         return sorted(p["partition"] for p in described[0]["partitions"])
 
     def _adopt_running_consumers(self) -> None:
+        """After a coordinator restart: find the consumers that are still running (by name)."""
         namespace = ray.get_runtime_context().namespace
-        for index in range(max(self._pool_size, 64)):
+        for index in range(MAX_CONSUMER_GENERATIONS):
             name = f"{CONSUMER_PREFIX}{index}"
             with contextlib.suppress(ValueError):
                 self._consumers[name] = ray.get_actor(name, namespace=namespace)
+                self._next_index = max(self._next_index, index + 1)
 
     async def _ensure_pool(self) -> None:
-        index = 0
         while len(self._consumers) < self._pool_size:
-            name = f"{CONSUMER_PREFIX}{index}"
-            index += 1
-            if name in self._consumers:
-                continue
+            # never reuse a name: a dead actor's name is released asynchronously
+            name = f"{CONSUMER_PREFIX}{self._next_index}"
+            self._next_index += 1
             actor = ConsumerActor.options(name=name, lifetime="detached").remote(
                 name, self._settings_json, self._model_dir
             )

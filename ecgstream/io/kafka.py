@@ -16,6 +16,8 @@ def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
         "enable_idempotence": True,
         "linger_ms": 5,
         "compression_type": None,
+        # above the wire format's 1 MiB limit plus headers, below the broker's 2 MiB
+        "max_request_size": 1536 * 1024,
         "request_timeout_ms": settings.kafka.request_timeout_ms,
     }
     options.update(overrides)

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from ecgstream.processing import AlarmEvent, BeatResult, DeadLetter
 from ecgstream.settings import Settings
+from ecgstream.wire import MAX_MESSAGE_BYTES
 
 CLASS_ORDER = ("N", "S", "V", "F", "Q")
 
@@ -85,12 +86,15 @@ class KafkaSink:
                     self._topics.alerts, alarm_message(event), key=event.alarm.device_id.encode()
                 )
             )
-        for letter, payload in dead_letters:
+        for letter, original in dead_letters:
+            # keep the evidence, but never more than a valid chunk could be (oversize input)
+            payload = original[:MAX_MESSAGE_BYTES]
             futures.append(
                 await self._producer.send(
                     self._topics.deadletter,
                     payload,
                     headers=[
+                        ("truncated", b"true" if len(payload) < len(original) else b"false"),
                         ("reason", letter.reason.encode()),
                         ("detail", letter.detail.encode()[:500]),
                         ("source", self._source(letter)),
