@@ -24,7 +24,7 @@ class TrainConfig:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     patience: int = 6  # epochs without validation improvement before stopping
-    class_weight_power: float = 0.7  # weight = (n_max / n_class) ** power
+    class_weight_power: float = 1.0  # weight = (n_max / n_class) ** power
     amplitude_jitter: float = 0.15  # augmentation: scale beats by 1 +- this
     noise_std: float = 0.02  # augmentation: Gaussian noise on the scaled window
     seed: int = 0

@@ -37,7 +37,7 @@ def train(
     epochs: int = typer.Option(40, min=1),
     seed: int = typer.Option(0),
     validation_fraction: float = typer.Option(0.25, min=0.05, max=0.5),
-    class_weight_power: float = typer.Option(0.7, min=0.0, max=2.0),
+    class_weight_power: float = typer.Option(1.0, min=0.0, max=2.0),
 ) -> None:
     """Train one configuration with early stopping on a patient-wise validation split."""
     from ecgstream.trainer import train_and_save
@@ -157,7 +157,7 @@ def crossval(
     data: Path | None = typer.Option(None),
     epochs: int = typer.Option(40, min=1),
     seed: int = typer.Option(0),
-    class_weight_power: float = typer.Option(0.7, min=0.0, max=2.0),
+    class_weight_power: float = typer.Option(1.0, min=0.0, max=2.0),
     json_out: Path | None = typer.Option(None, "--json"),
     plots: Path | None = typer.Option(None),
 ) -> None:
