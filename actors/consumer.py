@@ -28,6 +28,7 @@ import numpy as np
 import ray
 from aiokafka import TopicPartition
 
+from actors.monitor import MONITOR_NAME
 from ecgstream.aami import MODEL_CLASSES
 from ecgstream.artifact import load_artifact
 from ecgstream.io.kafka import make_consumer, make_producer
@@ -40,6 +41,7 @@ log = logging.getLogger("ecgstream.consumer")
 PIPELINE_GROUP = "ecgstream-pipeline"
 LOOKBACK_S = 120.0
 MAX_RECORDS = 400
+MONITOR_WAIT_S = 2.0
 
 
 @ray.remote(num_cpus=0.5, max_restarts=0)
@@ -66,11 +68,14 @@ class ConsumerActor:
             "duplicates": 0,
             "retries": 0,
             "batches": 0,
+            "monitor_dropped": 0,
         }
         self._recent: deque[tuple[float, int]] = deque(maxlen=120)
         self._consumer = None
         self._producer = None
         self._pool = None
+        self._monitor: Any = None
+        self._monitor_call: Any = None  # at most one call in flight
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -178,6 +183,7 @@ class ConsumerActor:
         if not messages:
             return
         ingested = self._processor.ingest(messages)
+        await self._send_to_monitor(ingested.windows)
         pending = ingested.beats
         if pending:
             windows = np.stack([b.window for b in pending])
@@ -212,6 +218,27 @@ class ConsumerActor:
         self._stats["dead_letters"] += len(letters)
         self._stats["duplicates"] += ingested.duplicates
         self._recent.append((time.monotonic(), len(beats)))
+
+    async def _send_to_monitor(self, windows: list) -> None:
+        """Hand window statistics to the monitor; the call runs in parallel with inference.
+        At most one call is in flight: if the monitor has not taken the previous batch within
+        MONITOR_WAIT_S, this batch's statistics are dropped and counted, never queued."""
+        if not windows:
+            return
+        if self._monitor_call is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._monitor_call), MONITOR_WAIT_S)
+            except Exception:
+                self._stats["monitor_dropped"] += len(windows)
+                self._monitor = None
+                return
+        if self._monitor is None:
+            try:
+                self._monitor = ray.get_actor(MONITOR_NAME)
+            except ValueError:
+                self._stats["monitor_dropped"] += len(windows)
+                return
+        self._monitor_call = self._monitor.observe.remote(windows)
 
     async def _classify(self, windows: np.ndarray, rr: np.ndarray) -> Any:
         from serve_app.inference import BeatBatch

@@ -10,6 +10,7 @@ from typing import Any
 import ray
 
 from actors.coordinator import COORDINATOR_NAME, Coordinator
+from actors.monitor import MONITOR_NAME, MonitorActor
 from ecgstream.errors import ConfigurationError
 from ecgstream.settings import Settings
 
@@ -41,6 +42,7 @@ def stream_up(
     connect(settings)
     serve.start(http_options={"host": "127.0.0.1", "port": 8000})
     serve.run(build_app(model_dir, replicas), name=APP_NAME, route_prefix=None, blocking=False)
+    MonitorActor.options(name=MONITOR_NAME, lifetime="detached", get_if_exists=True).remote()
     coordinator = Coordinator.options(
         name=COORDINATOR_NAME, lifetime="detached", get_if_exists=True
     ).remote(settings.model_dump_json(), consumers, model_dir)
@@ -60,6 +62,8 @@ def stream_status(settings: Settings) -> dict[str, Any] | None:
     except ValueError:
         return None
     status = ray.get(coordinator.status.remote(), timeout=60)
+    with contextlib.suppress(ValueError, ray.exceptions.RayError):
+        status["monitor"] = ray.get(monitor_handle().summary.remote(), timeout=30)
     with contextlib.suppress(Exception):
         serve_status = serve.status()
         status["serve"] = {
@@ -74,12 +78,18 @@ def stream_status(settings: Settings) -> dict[str, Any] | None:
     return status
 
 
+def monitor_handle() -> Any:
+    return ray.get_actor(MONITOR_NAME)
+
+
 def stream_down(settings: Settings) -> None:
     from ray import serve
 
     from serve_app.inference import APP_NAME
 
     connect(settings)
+    with contextlib.suppress(ValueError):
+        ray.kill(monitor_handle(), no_restart=True)
     with contextlib.suppress(ValueError):
         coordinator = coordinator_handle()
         with contextlib.suppress(Exception):

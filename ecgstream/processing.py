@@ -89,10 +89,48 @@ class _Device:
     last_beat: int | None = None
 
 
+@dataclass(frozen=True)
+class WindowStats:
+    """Signal statistics of one chunk of the analysed lead, for the monitor."""
+
+    device_id: str
+    first_sample: int
+    n_samples: int
+    fs: float
+    lead: str
+    mean_mv: float
+    std_mv: float
+    min_mv: float
+    max_mv: float
+    at_extremes: float  # fraction of samples at the chunk's raw min or max (clipping hint)
+    published_ms: int
+
+
+def window_stats(
+    chunk: EcgChunk, lead_index: int, x_mv: np.ndarray, published_ms: int
+) -> WindowStats:
+    raw = chunk.samples[lead_index]
+    at_extremes = float(np.mean((raw == raw.min()) | (raw == raw.max())))
+    return WindowStats(
+        device_id=chunk.device_id,
+        first_sample=chunk.first_sample,
+        n_samples=chunk.n_samples,
+        fs=chunk.fs,
+        lead=chunk.lead_names[lead_index],
+        mean_mv=float(x_mv.mean()),
+        std_mv=float(x_mv.std()),
+        min_mv=float(x_mv.min()),
+        max_mv=float(x_mv.max()),
+        at_extremes=at_extremes,
+        published_ms=published_ms,
+    )
+
+
 @dataclass
 class Ingested:
     beats: list[PendingBeat] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    windows: list[WindowStats] = field(default_factory=list)
     chunks: int = 0
     duplicates: int = 0
 
@@ -141,6 +179,8 @@ class StreamProcessor:
             device.next_sample = chunk.end_sample
             device.time_origin = chunk.start_time - chunk.first_sample / chunk.fs
             x = chunk.millivolts()[lead_index]
+            if not message.replay:
+                out.windows.append(window_stats(chunk, lead_index, x, message.timestamp_ms))
             for beat in device.stream.push(x):
                 rr_prev = (
                     (beat.device_sample - device.last_beat) / device.fs

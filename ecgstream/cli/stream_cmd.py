@@ -81,6 +81,11 @@ def print_pipeline(state: dict) -> None:
             str(c["retries"]),
         )
     console.print(table)
+    if "monitor" in state:
+        m = state["monitor"]
+        console.print(
+            f"monitor: {m['windows_received']} signal windows from {m['devices']} devices"
+        )
     for name, app in state.get("serve", {}).items():
         console.print(f"Serve app {name}: {app['status']}, replicas {app['replicas']}")
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import ray
 
-from actors.pipeline import coordinator_handle, stream_down, stream_up
+from actors.pipeline import coordinator_handle, monitor_handle, stream_down, stream_up
 from ecgstream.artifact import load_artifact
 from ecgstream.io.kafka import make_consumer, make_producer
 from ecgstream.processing import InputMessage, StreamProcessor
@@ -155,6 +155,9 @@ async def test_replay_gives_the_offline_beats_in_kafka_and_postgres(
     assert {k: v[0] for k, v in in_kafka.items()} == {
         f"{d}:{s}": label for (d, s), label in expected.beats.items()
     }
+    # the monitor received the window statistics of every chunk (3 devices x 120 s)
+    received = ray.get(monitor_handle().received_for.remote(f"{prefix}-"), timeout=60)
+    assert received == 3 * 120
 
 
 async def test_killing_a_consumer_loses_and_doubles_nothing(
