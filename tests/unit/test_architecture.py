@@ -21,25 +21,21 @@ def _imported_roots(path: Path) -> set[str]:
     return roots
 
 
-def test_domain_modules_import_no_service_client() -> None:
+def _domain_modules_importing(forbidden: set[str]) -> dict[str, list[str]]:
     offenders = {}
     for path in (ROOT / "ecgstream").rglob("*.py"):
         relative = path.relative_to(ROOT / "ecgstream")
         if relative.parts[0] in IO_SUBPACKAGES:
             continue
-        bad = _imported_roots(path) & SERVICE_CLIENTS
+        bad = _imported_roots(path) & forbidden
         if bad:
             offenders[str(relative)] = sorted(bad)
-    assert offenders == {}
+    return offenders
+
+
+def test_domain_modules_import_no_service_client() -> None:
+    assert _domain_modules_importing(SERVICE_CLIENTS) == {}
 
 
 def test_domain_modules_import_no_service_package() -> None:
-    offenders = {}
-    for path in (ROOT / "ecgstream").rglob("*.py"):
-        relative = path.relative_to(ROOT / "ecgstream")
-        if relative.parts[0] in IO_SUBPACKAGES:
-            continue
-        bad = _imported_roots(path) & {"cluster", "actors", "serve_app", "tuning"}
-        if bad:
-            offenders[str(relative)] = sorted(bad)
-    assert offenders == {}
+    assert _domain_modules_importing({"cluster", "actors", "serve_app", "tuning"}) == {}
