@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ecgstream.beats import BeatConfig, BeatExtractor, BeatWindow
+from ecgstream.records import PREFERRED_LEADS
 from ecgstream.signal.detector import DetectorConfig, QrsDetector
 from ecgstream.signal.resample import StreamingResampler
 
@@ -20,7 +21,7 @@ class PreprocessConfig:
     """Everything that decides what the model sees; stored in the model artifact."""
 
     model_fs: float = 360.0
-    lead_preference: tuple[str, ...] = ("MLII", "II", "V5", "V1", "V2", "V4")
+    lead_preference: tuple[str, ...] = PREFERRED_LEADS
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     beat: BeatConfig = field(default_factory=BeatConfig)
 

@@ -20,8 +20,6 @@ from ecgstream.processing import AlarmEvent, BeatResult, DeadLetter
 from ecgstream.settings import Settings
 from ecgstream.wire import MAX_MESSAGE_BYTES
 
-CLASS_ORDER = ("N", "S", "V", "F", "Q")
-
 
 def beat_message(beat: BeatResult, classes: Sequence[str]) -> bytes:
     return json.dumps(
