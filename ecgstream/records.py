@@ -15,8 +15,7 @@ import wfdb
 
 from ecgstream.aami import aami_class
 from ecgstream.errors import ConfigurationError
-
-PREFERRED_LEADS: tuple[str, ...] = ("MLII", "II", "V5", "V1", "V2", "V4")
+from ecgstream.stream import PREFERRED_LEADS
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ecgstream.beats import BeatConfig, BeatExtractor, BeatWindow
-from ecgstream.records import PREFERRED_LEADS
 from ecgstream.signal.detector import DetectorConfig, QrsDetector
 from ecgstream.signal.resample import StreamingResampler
+
+# leads in order of preference, chosen by name (MIT-BIH 114 has MLII second, 102/104 lack it)
+PREFERRED_LEADS: tuple[str, ...] = ("MLII", "II", "V5", "V1", "V2", "V4")
 
 
 @dataclass(frozen=True)
