@@ -42,6 +42,11 @@ class BeatConfig:
     long_rr_alpha: float = 0.01  # long-run RR average: exponential, ~100 beats
     min_scale_mv: float = 0.1  # floor of the amplitude scale (flat or lead-off signals)
     max_detection_delay_s: float = 4.0  # how far in the past the detector may still report
+    n_leads: int = 1  # leads cut per beat: 1 = the detection lead; 2 adds a second lead
+
+    @property
+    def channels(self) -> int:
+        return 2 * self.n_leads
 
     @property
     def window(self) -> int:
@@ -53,7 +58,9 @@ class BeatWindow:
     """One beat ready for the classifier."""
 
     sample: int  # R peak, index in the (model-rate) stream
-    window: np.ndarray  # float32 (2, window): scaled beat, scaled beat minus typical beat
+    # float32 (2 * n_leads, window): per lead, the scaled beat and the scaled beat minus the
+    # patient's typical beat
+    window: np.ndarray
     rr: np.ndarray  # float32 (len(RR_FEATURES),)
 
     @property
@@ -67,22 +74,26 @@ class BeatExtractor:
     def __init__(self, config: BeatConfig | None = None) -> None:
         self.config = config or BeatConfig()
         c = self.config
-        self._history = np.zeros(0, dtype=np.float64)
+        self._history = np.zeros((c.n_leads, 0), dtype=np.float64)
         self._history_start = 0
         self._pending: deque[int] = deque()  # detected R peaks not yet released
         self._previous_r: int | None = None
-        self._windows = np.zeros((c.template_beats, c.window))  # ring of recent windows
+        self._windows = np.zeros((c.template_beats, c.n_leads, c.window))  # recent windows
         self._n_windows = 0
         self._rr: deque[float] = deque(maxlen=c.local_beats)
         self._long_rr: float | None = None
 
     @property
     def samples_seen(self) -> int:
-        return self._history_start + self._history.size
+        return self._history_start + self._history.shape[1]
 
     def push(self, x_mv: np.ndarray, r_peaks: list[int]) -> list[BeatWindow]:
-        """Add the samples of this chunk and the R peaks found so far; release ready beats."""
-        self._history = np.concatenate((self._history, np.asarray(x_mv, dtype=np.float64)))
+        """Add this chunk's samples, (n_leads, n) or one lead (n,) used for every lead, and the
+        R peaks found so far; release the beats that are ready."""
+        x = np.asarray(x_mv, dtype=np.float64)
+        if x.ndim == 1:
+            x = np.broadcast_to(x, (self.config.n_leads, x.size))
+        self._history = np.concatenate((self._history, x), axis=1)
         self._pending.extend(r_peaks)
         released = []
         while len(self._pending) >= 2 and self._pending[0] + self.config.after <= self.samples_seen:
@@ -110,7 +121,7 @@ class BeatExtractor:
         self._windows[self._n_windows % c.template_beats] = window
         self._n_windows += 1
         typical = _median_rows(self._windows[: min(self._n_windows, c.template_beats)])
-        scale = max(float(typical.max() - typical.min()), c.min_scale_mv)
+        scale = np.maximum(typical.max(axis=1) - typical.min(axis=1), c.min_scale_mv)[:, None]
 
         pre = (r - self._previous_r) / fs if self._previous_r is not None else None
         if pre is not None:
@@ -142,20 +153,22 @@ class BeatExtractor:
             dtype=np.float32,
         )
         self._previous_r = r
-        stacked = np.empty((2, c.window), dtype=np.float32)
-        stacked[0] = window / scale
-        stacked[1] = (window - typical) / scale
+        stacked = np.empty((c.channels, c.window), dtype=np.float32)
+        stacked[0::2] = window / scale
+        stacked[1::2] = (window - typical) / scale
         return BeatWindow(sample=r, window=stacked, rr=rr)
 
     def _cut(self, r: int) -> np.ndarray:
         c = self.config
         lo = r - c.before - self._history_start
         hi = r + c.after - self._history_start
-        segment = self._history[max(0, lo) : max(0, hi)]
-        if lo < 0:  # a beat at the very start of the stream: pad with its first value
-            pad = segment[0] if segment.size else 0.0
-            segment = np.concatenate((np.full(-lo, pad), segment))
-        return segment - _median(segment)
+        segment = self._history[:, max(0, lo) : max(0, hi)]
+        if lo < 0:  # a beat at the very start of the stream: pad with its first values
+            pad = segment[:, :1] if segment.shape[1] else np.zeros((c.n_leads, 1))
+            segment = np.concatenate((np.repeat(pad, -lo, axis=1), segment), axis=1)
+        if segment.shape[0] == 1:
+            return segment - _median(segment[0])
+        return segment - np.array([[_median(row)] for row in segment])
 
     def _trim(self) -> None:
         # keep what the oldest pending beat's window needs
@@ -165,7 +178,7 @@ class BeatExtractor:
         keep_from = min(oldest, horizon) - c.before
         drop = keep_from - self._history_start
         if drop > 0:
-            self._history = self._history[drop:]
+            self._history = self._history[:, drop:]
             self._history_start += drop
 
 

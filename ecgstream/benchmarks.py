@@ -9,8 +9,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ecgstream.records import choose_lead, load_record
-from ecgstream.stream import PatientStream, PreprocessConfig
+import numpy as np
+
+from ecgstream.records import load_record
+from ecgstream.stream import PatientStream, PreprocessConfig, choose_leads
 
 
 @contextlib.contextmanager
@@ -45,18 +47,19 @@ def bench_preprocess(
     signals = []
     for name in records:
         record = load_record(data_dir, name)
-        signals.append((record.fs, record.lead(choose_lead(record.lead_names))))
-    seconds_of_signal = sum(x.size / fs for fs, x in signals)
-    n_samples = sum(x.size for _, x in signals)
+        leads = choose_leads(record.lead_names, config)
+        signals.append((record.fs, np.stack([record.lead(record.lead_names[i]) for i in leads])))
+    seconds_of_signal = sum(x.shape[1] / fs for fs, x in signals)
+    n_samples = sum(x.shape[1] for _, x in signals)  # per lead
 
     def ours(chunked: bool) -> Callable[[], int]:
         def run() -> int:
             beats = 0
             for fs, x in signals:
                 stream = PatientStream(fs, config)
-                step = max(1, round(chunk_s * fs)) if chunked else x.size
-                for begin in range(0, x.size, step):
-                    beats += len(stream.push(x[begin : begin + step]))
+                step = max(1, round(chunk_s * fs)) if chunked else x.shape[1]
+                for begin in range(0, x.shape[1], step):
+                    beats += len(stream.push(x[:, begin : begin + step]))
                 beats += len(stream.flush())
             return beats
 
@@ -64,7 +67,7 @@ def bench_preprocess(
 
     def xqrs() -> None:
         for fs, x in signals:
-            processing.xqrs_detect(sig=x, fs=fs, verbose=False)
+            processing.xqrs_detect(sig=x[0], fs=fs, verbose=False)
 
     with one_core() as core:
         streaming = _best_of(repeats, ours(chunked=True))

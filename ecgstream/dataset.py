@@ -16,8 +16,8 @@ import numpy as np
 
 from ecgstream.aami import MODEL_CLASSES
 from ecgstream.ec57 import match_beats
-from ecgstream.records import EcgRecord, choose_lead, load_record, load_reference_beats
-from ecgstream.stream import DetectedBeat, PatientStream, PreprocessConfig
+from ecgstream.records import EcgRecord, load_record, load_reference_beats
+from ecgstream.stream import DetectedBeat, PatientStream, PreprocessConfig, choose_leads
 
 MATCH_TOLERANCE_S = 0.150
 
@@ -53,16 +53,17 @@ class TrainingSet:
 def detect_beats(
     record: EcgRecord, config: PreprocessConfig, chunk_samples: int | None = None
 ) -> tuple[str, list[DetectedBeat]]:
-    """Run one lead of a record through `PatientStream`, whole or in chunks."""
-    lead = choose_lead(record.lead_names, config.lead_preference)
-    x = record.lead(lead)
+    """Run a record's leads through `PatientStream`, whole or in chunks; returns the name of
+    the detection lead and the beats."""
+    leads = choose_leads(record.lead_names, config)
+    x = np.stack([record.lead(record.lead_names[i]) for i in leads])
     stream = PatientStream(record.fs, config)
-    step = chunk_samples or x.size
+    step = chunk_samples or x.shape[1]
     beats: list[DetectedBeat] = []
-    for begin in range(0, x.size, step):
-        beats += stream.push(x[begin : begin + step])
+    for begin in range(0, x.shape[1], step):
+        beats += stream.push(x[:, begin : begin + step])
     beats += stream.flush()
-    return lead, beats
+    return record.lead_names[leads[0]], beats
 
 
 def record_beats(data_dir: Path, name: str, config: PreprocessConfig) -> RecordBeats:
@@ -82,7 +83,7 @@ def record_beats(data_dir: Path, name: str, config: PreprocessConfig) -> RecordB
         windows=(
             np.stack([b.features.window for b in beats])
             if beats
-            else np.zeros((0, 2, window), np.float32)
+            else np.zeros((0, config.beat.channels, window), np.float32)
         ),
         rr=np.stack([b.features.rr for b in beats]) if beats else np.zeros((0, 8), np.float32),
         labels=labels,

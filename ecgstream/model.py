@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from ecgstream.aami import MODEL_CLASSES
-from ecgstream.beats import RR_FEATURES
+from ecgstream.beats import RR_FEATURES, BeatConfig
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    in_channels: int = 2
+    in_channels: int = BeatConfig().channels
     window: int = 256
     channels: tuple[int, ...] = (16, 32, 32)
     kernel_size: int = 7

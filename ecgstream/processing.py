@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ecgstream.alarms import Alarm, AlarmConfig, ClassifiedBeat, RhythmMonitor
-from ecgstream.errors import ConfigurationError, RejectReason, WireFormatError
-from ecgstream.records import choose_lead
-from ecgstream.stream import PatientStream, PreprocessConfig
+from ecgstream.errors import RejectReason, WireFormatError
+from ecgstream.stream import PatientStream, PreprocessConfig, choose_leads
 from ecgstream.wire import EcgChunk, decode_chunk
 
 
@@ -163,7 +162,7 @@ class StreamProcessor:
                     raise WireFormatError(
                         RejectReason.INVALID_VALUE, "message key is not the chunk's device id"
                     )
-                lead_index = self._lead(chunk)
+                lead_indices = self._leads(chunk)
             except WireFormatError as exc:
                 out.dead_letters.append(
                     DeadLetter(message.partition, message.offset, exc.reason.value, exc.detail)
@@ -178,9 +177,9 @@ class StreamProcessor:
             out.chunks += 1
             device.next_sample = chunk.end_sample
             device.time_origin = chunk.start_time - chunk.first_sample / chunk.fs
-            x = chunk.millivolts()[lead_index]
+            x = chunk.millivolts()[lead_indices]
             if not message.replay:
-                out.windows.append(window_stats(chunk, lead_index, x, message.timestamp_ms))
+                out.windows.append(window_stats(chunk, lead_indices[0], x[0], message.timestamp_ms))
             for beat in device.stream.push(x):
                 rr_prev = (
                     (beat.device_sample - device.last_beat) / device.fs
@@ -244,16 +243,15 @@ class StreamProcessor:
 
     # -- devices -----------------------------------------------------------------------------
 
-    def _lead(self, chunk: EcgChunk) -> int:
+    def _leads(self, chunk: EcgChunk) -> list[int]:
         try:
-            name = choose_lead(chunk.lead_names, self.preprocess.lead_preference)
-        except ConfigurationError:
+            return choose_leads(chunk.lead_names, self.preprocess)
+        except ValueError:
             raise WireFormatError(
                 RejectReason.INVALID_VALUE,
                 f"no usable lead among {list(chunk.lead_names)} "
                 f"(accepted: {list(self.preprocess.lead_preference)})",
             ) from None
-        return chunk.lead_names.index(name)
 
     def _device(self, chunk: EcgChunk, partition: int) -> _Device:
         device = self._devices.get(chunk.device_id)
@@ -265,7 +263,7 @@ class StreamProcessor:
             partition=partition,
             patient_id=chunk.patient_id,
             fs=chunk.fs,
-            lead=choose_lead(chunk.lead_names, self.preprocess.lead_preference),
+            lead=chunk.lead_names[choose_leads(chunk.lead_names, self.preprocess)[0]],
             stream=PatientStream(chunk.fs, self.preprocess, start_sample=chunk.first_sample),
             monitor=previous.monitor
             if previous is not None

@@ -16,6 +16,8 @@ from ecgstream.signal.resample import StreamingResampler
 
 # leads in order of preference, chosen by name (MIT-BIH 114 has MLII second, 102/104 lack it)
 PREFERRED_LEADS: tuple[str, ...] = ("MLII", "II", "V5", "V1", "V2", "V4")
+# the second lead adds the view that tells S from N (P waves) and V morphology apart
+SECOND_LEADS: tuple[str, ...] = ("V1", "V2", "V4", "V5", "MLII", "II")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class PreprocessConfig:
 
     model_fs: float = 360.0
     lead_preference: tuple[str, ...] = PREFERRED_LEADS
+    second_lead_preference: tuple[str, ...] = SECOND_LEADS
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     beat: BeatConfig = field(default_factory=BeatConfig)
 
@@ -39,6 +42,7 @@ class PreprocessConfig:
         return cls(
             model_fs=float(data["model_fs"]),
             lead_preference=tuple(data["lead_preference"]),
+            second_lead_preference=tuple(data.get("second_lead_preference", SECOND_LEADS)),
             detector=DetectorConfig(**detector),
             beat=BeatConfig(**data["beat"]),
         )
@@ -53,7 +57,11 @@ class DetectedBeat:
 
 
 class PatientStream:
-    """Resample -> detect -> cut beats, for one lead of one device, chunk by chunk."""
+    """Resample -> detect (first lead) -> cut beats (all leads), for one device, chunk by chunk.
+
+    `push` takes (n_leads, n) millivolts in the order `choose_leads` gives, or one lead (n,)
+    that then stands for every lead.
+    """
 
     def __init__(
         self, fs: float, config: PreprocessConfig | None = None, start_sample: int = 0
@@ -62,7 +70,9 @@ class PatientStream:
         self.fs = fs
         self.start_sample = start_sample  # device sample index of the first sample pushed
         model_fs = self.config.model_fs
-        self._resampler = StreamingResampler(fs, model_fs)
+        self._resamplers = [
+            StreamingResampler(fs, model_fs) for _ in range(self.config.beat.n_leads)
+        ]
         self._detector = QrsDetector(model_fs, self.config.detector)
         beat = self.config.beat
         if beat.fs != model_fs:
@@ -70,18 +80,35 @@ class PatientStream:
         self._beats = BeatExtractor(beat)
 
     def push(self, x_mv: np.ndarray) -> list[DetectedBeat]:
-        x = self._resampler.push(x_mv)
-        return self._wrap(self._beats.push(x, self._detector.push(x)))
+        x = np.asarray(x_mv, dtype=np.float64)
+        if x.ndim == 1:
+            x = np.broadcast_to(x, (len(self._resamplers), x.size))
+        if len(self._resamplers) == 1:  # the common case, without per-lead overhead
+            leads = self._resamplers[0].push(x[0])[None, :]
+        else:
+            leads = np.stack([r.push(row) for r, row in zip(self._resamplers, x, strict=True)])
+        return self._wrap(self._beats.push(leads, self._detector.push(leads[0])))
 
     def flush(self) -> list[DetectedBeat]:
         """End of stream: release everything still held back (the last beat has no next)."""
         released: list[BeatWindow] = []
-        tail = self._resampler.flush()
-        if tail.size:
-            released += self._beats.push(tail, self._detector.push(tail))
+        tail = np.stack([r.flush() for r in self._resamplers])
+        if tail.shape[1]:
+            released += self._beats.push(tail, self._detector.push(tail[0]))
         released += self._beats.flush(self._detector.flush())
         return self._wrap(released)
 
     def _wrap(self, beats: list[BeatWindow]) -> list[DetectedBeat]:
         ratio = self.fs / self.config.model_fs
         return [DetectedBeat(self.start_sample + round(b.sample * ratio), b) for b in beats]
+
+
+def choose_leads(available: tuple[str, ...] | list[str], config: PreprocessConfig) -> list[int]:
+    """Indices of the detection lead and the second lead (the first again if none other)."""
+    names = list(available)
+    first = next((names.index(n) for n in config.lead_preference if n in names), None)
+    if first is None:
+        raise ValueError(f"none of the leads {list(config.lead_preference)} is in {names}")
+    others = [names.index(n) for n in config.second_lead_preference if n in names]
+    second = next((i for i in others if i != first), first)
+    return [first, second][: config.beat.n_leads]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ecgstream.artifact import (
@@ -53,6 +53,8 @@ def train_and_save(
     """Train on `records` (paced ones are dropped), early-stopping on a patient-wise validation
     split of them, and write an immutable artifact with reference statistics and a model card."""
     preprocess = preprocess or PreprocessConfig()
+    # the network's input channels follow the preprocessing (2 per lead)
+    config = replace(config, model=replace(config.model, in_channels=preprocess.beat.channels))
     usable = [r for r in records if r not in PACED]
     split = holdout_split(usable, validation_fraction, seed=config.seed)
     beats: dict[str, RecordBeats] = {}

@@ -82,7 +82,7 @@ def test_a_beat_waits_for_the_next_beat_and_its_window() -> None:
     assert extractor.push(x, [400]) == []  # no next beat yet
     released = extractor.push(np.zeros(10), [700])
     assert [b.sample for b in released] == [400]
-    assert released[0].window.shape == (2, 256)
+    assert released[0].window.shape == (2, 256)  # beat, beat minus the typical beat
     assert released[0].window.dtype == np.float32
     assert [b.sample for b in extractor.flush([])] == [700]
 
