@@ -50,15 +50,28 @@ class Coordinator:
         self._next_index = 0
 
     async def start(self) -> dict[str, Any]:
-        self._partitions = await self._discover_partitions()
-        self._adopt_running_consumers()
-        await self._ensure_pool()
-        await self._rebalance("start")
-        if self._task is None:
-            self._task = asyncio.create_task(self._watch())
+        await self._ensure_started()
         return await self.status()
 
+    async def _ensure_started(self) -> None:
+        """First call after creation *or after a restart by Ray*: adopt the running consumers
+        and their current partitions, fill the pool, and watch it."""
+        if self._task is not None:
+            return
+        self._partitions = await self._discover_partitions()
+        self._adopt_running_consumers()
+        for name, actor in list(self._consumers.items()):
+            with contextlib.suppress(Exception):
+                stats = await asyncio.wait_for(actor.stats.remote(), PING_TIMEOUT_S)
+                self._assignment[name] = list(stats["partitions"])
+        if self._consumers:
+            self._event(f"adopted {len(self._consumers)} running consumers: {self._assignment}")
+        await self._ensure_pool()
+        await self._rebalance("start")
+        self._task = asyncio.create_task(self._watch())
+
     async def scale(self, pool_size: int) -> dict[str, Any]:
+        await self._ensure_started()
         self._pool_size = pool_size
         for name in sorted(self._consumers)[pool_size:]:
             actor = self._consumers.pop(name)
@@ -82,6 +95,7 @@ class Coordinator:
             self._consumers.pop(name)
 
     async def status(self) -> dict[str, Any]:
+        await self._ensure_started()
         consumers = []
         for name, actor in sorted(self._consumers.items()):
             try:
@@ -97,6 +111,7 @@ class Coordinator:
         }
 
     async def rebalance(self) -> dict[str, list[int]]:
+        await self._ensure_started()
         await self._rebalance("requested")
         return self._assignment
 

@@ -66,3 +66,19 @@ def stack() -> Iterator[LocalStack]:
 @pytest.fixture(scope="session")
 def settings(stack: LocalStack) -> Settings:
     return stack.settings
+
+
+@pytest.fixture(scope="module")
+def pipeline(settings: Settings) -> Iterator[Settings]:
+    """The streaming pipeline (Serve app, coordinator, 2 consumers, monitor) on the test stack,
+    for one test module."""
+    import ray
+
+    from actors.pipeline import stream_down, stream_up
+
+    stream_up(settings, consumers=2, replicas=1)
+    try:
+        yield settings
+    finally:
+        stream_down(settings)
+        ray.shutdown()

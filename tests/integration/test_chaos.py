@@ -1,0 +1,76 @@
+"""Faults during a replay (the first two of the chaos list): the coordinator and a Serve replica
+are killed; every beat must still be stored exactly once and the pipeline must recover alone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+import ray
+
+from actors.pipeline import coordinator_handle
+from ecgstream.settings import Settings
+from ecgstream.tools.replay import replay
+from tests.integration.pipeline_support import (
+    RECORDS,
+    kafka_beats,
+    offline_reference,
+    stored_outputs,
+    topic_messages,
+    wait_for_beats,
+)
+
+pytestmark = pytest.mark.chaos
+
+
+async def _replay_with_fault(
+    pipeline: Settings, mitdb: Path, prefix: str, fault: object, duration: int = 180
+) -> dict:
+    expected = offline_reference(pipeline, mitdb, 3, duration, prefix)
+    feeding = asyncio.create_task(
+        replay(pipeline, mitdb, RECORDS, 3, speed=30, duration_s=duration, prefix=prefix)
+    )
+    await asyncio.sleep(2.5)
+    fault()  # type: ignore[operator]
+    await feeding
+    stored = await wait_for_beats(pipeline, prefix, len(expected.beats), timeout_s=240)
+    assert set(stored) == set(expected.beats)  # none lost; the primary key forbids doubles
+    assert stored == expected.beats  # state was never lost: classes identical too
+    _, alarms = await stored_outputs(pipeline, prefix)
+    assert sorted(alarms) == sorted(expected.alarms)
+    in_kafka = kafka_beats(await topic_messages(pipeline, pipeline.topics.beats), prefix)
+    assert set(in_kafka) == {f"{d}:{s}" for d, s in expected.beats}
+    return ray.get(coordinator_handle().status.remote(), timeout=120)
+
+
+async def test_coordinator_killed(pipeline: Settings, mitdb_dir: Path) -> None:
+    before = ray.get(coordinator_handle().status.remote(), timeout=60)
+
+    def kill_coordinator() -> None:
+        ray.kill(coordinator_handle(), no_restart=False)  # Ray restarts it
+
+    prefix = f"coord{uuid.uuid4().hex[:6]}"
+    after = await _replay_with_fault(pipeline, mitdb_dir, prefix, kill_coordinator)
+    # the restarted coordinator adopted the same consumers and kept their partitions
+    assert after["assignment"] == before["assignment"]
+    assert any("adopted" in e for e in after["events"])
+
+
+async def test_serve_replica_killed(pipeline: Settings, mitdb_dir: Path) -> None:
+    from ray import serve
+
+    from serve_app.inference import APP_NAME, DEPLOYMENT_NAME
+
+    def kill_replica() -> None:
+        names = ray.util.list_named_actors(all_namespaces=True)
+        replica = next(
+            a for a in names if a["name"].startswith(f"SERVE_REPLICA::{APP_NAME}#{DEPLOYMENT_NAME}")
+        )
+        ray.kill(ray.get_actor(replica["name"], namespace=replica["namespace"]), no_restart=True)
+
+    prefix = f"replica{uuid.uuid4().hex[:6]}"
+    await _replay_with_fault(pipeline, mitdb_dir, prefix, kill_replica)
+    status = serve.status().applications[APP_NAME]
+    assert str(status.status).endswith("RUNNING")
