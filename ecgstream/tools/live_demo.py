@@ -177,7 +177,7 @@ async def write_report(
     sections = []
     try:
         for device in stats.devices:
-            sections.append(await _device_section(conn, settings, device, stats, out))
+            sections.append(await _device_section(conn, settings, device, out))
     finally:
         await conn.close()
     classes = ", ".join(f"{k}: {v}" for k, v in sorted(state.classes.items()))
@@ -198,10 +198,9 @@ async def _device_section(
     conn: asyncpg.Connection,
     settings: Settings,
     device: ReplayDevice,
-    stats: ReplayStats,
     out: Path,
 ) -> str:
-    device_id = f"{device.device_id}"
+    device_id = device.device_id
     rows = await conn.fetch(
         "SELECT sample_index, label FROM beats WHERE device_id = $1 ORDER BY sample_index",
         device_id,
