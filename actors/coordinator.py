@@ -48,6 +48,7 @@ class Coordinator:
         self._task: asyncio.Task | None = None
         self._started = time.time()
         self._next_index = 0
+        self._paused = False
 
     async def start(self) -> dict[str, Any]:
         await self._ensure_started()
@@ -110,6 +111,22 @@ class Coordinator:
             "uptime_s": round(time.time() - self._started, 1),
         }
 
+    async def pause(self) -> None:
+        """Take every partition away from the consumers (they stay up): a backlog can then be
+        built and drained at full speed (benchmarks, maintenance)."""
+        await self._ensure_started()
+        self._paused = True
+        for name, actor in self._consumers.items():
+            await actor.assign.remote([])
+            self._assignment[name] = []
+        self._event("paused")
+
+    async def resume(self) -> dict[str, list[int]]:
+        await self._ensure_started()
+        self._paused = False
+        await self._rebalance("resumed")
+        return self._assignment
+
     async def rebalance(self) -> dict[str, list[int]]:
         await self._ensure_started()
         await self._rebalance("requested")
@@ -156,6 +173,8 @@ class Coordinator:
         return lags
 
     async def _rebalance(self, why: str) -> None:
+        if self._paused:
+            return
         current = {name: list(self._assignment.get(name, [])) for name in self._consumers}
         target = balance(self._partitions, sorted(self._consumers), await self._lags(), current)
         if target == current and all(name in self._assignment for name in target):
