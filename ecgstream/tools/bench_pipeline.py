@@ -27,10 +27,9 @@ from ecgstream.artifact import ModelArtifact, load_artifact
 from ecgstream.io.kafka import make_consumer, make_producer
 from ecgstream.io.sinks import KafkaSink, PostgresSink
 from ecgstream.processing import InputMessage, StreamProcessor
-from ecgstream.records import load_record
 from ecgstream.settings import Settings
-from ecgstream.tools.replay import plan_devices, replay
-from ecgstream.wire import encode_chunk, make_chunk
+from ecgstream.tools.reference import offline_reference
+from ecgstream.tools.replay import replay
 
 
 @dataclass(frozen=True)
@@ -38,38 +37,6 @@ class Workload:
     records: tuple[str, ...]
     patients: int
     duration_s: float
-
-
-def expected_beats(settings: Settings, workload: Workload, prefix: str) -> set[tuple[str, int]]:
-    """The beats the workload must produce: the replayed chunks through the processor here."""
-    model = load_artifact()
-    loaded = {name: load_record(settings.records_dir, name) for name in set(workload.records)}
-    seconds = {name: r.n_samples / r.fs for name, r in loaded.items()}
-    processor = StreamProcessor(model.preprocess)
-    keys: set[tuple[str, int]] = set()
-    for device in plan_devices(workload.records, workload.patients, seconds, prefix):
-        record = loaded[device.record]
-        size = round(record.fs)
-        messages = []
-        for tick in range(int(workload.duration_s)):
-            begin = device.start_sample + tick * size
-            if begin >= record.n_samples:
-                break
-            chunk = make_chunk(
-                device_id=device.device_id,
-                patient_id=device.patient_id,
-                seq=tick,
-                first_sample=begin,
-                start_time=0.0,
-                fs=record.fs,
-                lead_names=record.lead_names,
-                adc_gain=record.adc_gain,
-                adc_baseline=record.adc_baseline,
-                samples=record.digital[:, begin : begin + size],
-            )
-            messages.append(InputMessage(0, tick, None, encode_chunk(chunk), 0))
-        keys.update((device.device_id, b.sample) for b in processor.ingest(messages).beats)
-    return keys
 
 
 def bare_model_beats_per_s(model: ModelArtifact, settings: Settings, batch: int = 256) -> float:
@@ -178,7 +145,11 @@ async def pipeline_run(
 ) -> dict[str, Any]:
     """The same measurement as the baseline's: the workload is published first (the consumers
     are paused meanwhile), then timed from resume until every beat is stored."""
-    expected = expected_beats(settings, workload, prefix)
+    expected = set(
+        offline_reference(
+            settings.records_dir, workload.records, workload.patients, workload.duration_s, prefix
+        ).beats
+    )
     await coordinator.pause.remote()
     try:
         published = await replay(

@@ -21,7 +21,7 @@ import numpy as np
 from ecgstream.io.kafka import make_producer
 from ecgstream.records import EcgRecord, load_record
 from ecgstream.settings import Settings
-from ecgstream.wire import encode_chunk, encode_fields, make_chunk
+from ecgstream.wire import EcgChunk, encode_chunk, encode_fields, make_chunk
 
 PATIENT_OFFSET_S = 61.0  # patients that share a record start this far apart
 
@@ -61,6 +61,25 @@ def plan_devices(
     return devices
 
 
+def device_chunk(
+    device: ReplayDevice, record: EcgRecord, tick: int, size: int, started: float
+) -> EcgChunk:
+    """The chunk a device sends at `tick` (chunks of `size` samples from its start)."""
+    begin = device.start_sample + tick * size
+    return make_chunk(
+        device_id=device.device_id,
+        patient_id=device.patient_id,
+        seq=tick,
+        first_sample=begin,
+        start_time=started + (begin - device.start_sample) / record.fs,
+        fs=record.fs,
+        lead_names=record.lead_names,
+        adc_gain=record.adc_gain,
+        adc_baseline=record.adc_baseline,
+        samples=record.digital[:, begin : begin + size],
+    )
+
+
 async def replay(
     settings: Settings,
     data_dir: Path,
@@ -90,18 +109,7 @@ async def replay(
                 begin = device.start_sample + tick * size
                 if begin >= record.n_samples:
                     continue
-                chunk = make_chunk(
-                    device_id=device.device_id,
-                    patient_id=device.patient_id,
-                    seq=tick,
-                    first_sample=begin,
-                    start_time=started + (begin - device.start_sample) / record.fs,
-                    fs=record.fs,
-                    lead_names=record.lead_names,
-                    adc_gain=record.adc_gain,
-                    adc_baseline=record.adc_baseline,
-                    samples=record.digital[:, begin : begin + size],
-                )
+                chunk = device_chunk(device, record, tick, size, started)
                 payload = encode_chunk(chunk)
                 futures.append(
                     await producer.send(

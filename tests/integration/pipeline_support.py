@@ -5,66 +5,23 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import numpy as np
 
-from ecgstream.artifact import load_artifact
 from ecgstream.io.kafka import make_consumer
-from ecgstream.processing import InputMessage, StreamProcessor
-from ecgstream.records import load_record
 from ecgstream.settings import Settings
-from ecgstream.tools.replay import plan_devices
-from ecgstream.wire import encode_chunk, make_chunk
+from ecgstream.tools.reference import ExpectedOutputs
+from ecgstream.tools.reference import offline_reference as shared_reference
 
 RECORDS = ["119", "208", "101"]
 
 
-@dataclass(frozen=True)
-class Expected:
-    beats: dict[tuple[str, int], str]  # (device, sample) -> label
-    alarms: set[str]
-
-
 def offline_reference(
-    settings: Settings, mitdb: Path, patients: int, duration_s: float, prefix: str
-) -> Expected:
-    """The same chunks through the same processor in this process, with local inference."""
-    model = load_artifact()
-    loaded = {name: load_record(mitdb, name) for name in RECORDS}
-    seconds = {name: r.n_samples / r.fs for name, r in loaded.items()}
-    processor = StreamProcessor(model.preprocess)
-    beats: dict[tuple[str, int], str] = {}
-    alarms: set[str] = set()
-    for device in plan_devices(RECORDS, patients, seconds, prefix):
-        record = loaded[device.record]
-        messages = []
-        for tick in range(int(duration_s)):
-            begin = device.start_sample + tick * 360
-            chunk = make_chunk(
-                device_id=device.device_id,
-                patient_id=device.patient_id,
-                seq=tick,
-                first_sample=begin,
-                start_time=0.0,
-                fs=record.fs,
-                lead_names=record.lead_names,
-                adc_gain=record.adc_gain,
-                adc_baseline=record.adc_baseline,
-                samples=record.digital[:, begin : begin + 360],
-            )
-            messages.append(InputMessage(0, tick, None, encode_chunk(chunk), 0))
-        ingested = processor.ingest(messages)
-        windows = np.stack([b.window for b in ingested.beats])
-        rr = np.stack([b.rr for b in ingested.beats])
-        results, events = processor.complete(
-            ingested.beats, model.predict_proba(windows, rr), model.classes, model.version, 0
-        )
-        beats.update({(r.device_id, r.sample): r.label for r in results})
-        alarms.update(e.alarm.alarm_id for e in events)
-    return Expected(beats, alarms)
+    mitdb: Path, patients: int, duration_s: float, prefix: str
+) -> ExpectedOutputs:
+    """What replaying RECORDS must produce (the same chunks through the same code, here)."""
+    return shared_reference(mitdb, RECORDS, patients, duration_s, prefix)
 
 
 async def stored_outputs(settings: Settings, prefix: str) -> tuple[dict, list[str]]:

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.chaos
 async def _replay_with_fault(
     pipeline: Settings, mitdb: Path, prefix: str, fault: object, duration: int = 180
 ) -> dict:
-    expected = offline_reference(pipeline, mitdb, 3, duration, prefix)
+    expected = offline_reference(mitdb, 3, duration, prefix)
     feeding = asyncio.create_task(
         replay(pipeline, mitdb, RECORDS, 3, speed=30, duration_s=duration, prefix=prefix)
     )
@@ -83,7 +83,7 @@ async def _outage(
     """Publish a long replay at full speed, take a service away for 20 s while the consumers
     work through it, bring it back; nothing may be lost or doubled, and the lag drains."""
     duration = 600
-    expected = offline_reference(pipeline, mitdb, 3, duration, prefix)
+    expected = offline_reference(mitdb, 3, duration, prefix)
     await replay(pipeline, mitdb, RECORDS, 3, speed=0, duration_s=duration, prefix=prefix)
     await asyncio.sleep(0.5)
     # the stack's controls are synchronous (they run their own event loops): use a thread

@@ -28,7 +28,7 @@ async def test_replay_gives_the_offline_beats_in_kafka_and_postgres(
     pipeline: Settings, mitdb_dir: Path
 ) -> None:
     prefix = f"e2e{uuid.uuid4().hex[:6]}"
-    expected = offline_reference(pipeline, mitdb_dir, 3, 120, prefix)
+    expected = offline_reference(mitdb_dir, 3, 120, prefix)
     assert len(expected.beats) > 300
     await replay(pipeline, mitdb_dir, RECORDS, 3, speed=0, duration_s=120, prefix=prefix)
 
@@ -51,7 +51,7 @@ async def test_killing_a_consumer_loses_and_doubles_nothing(
 ) -> None:
     prefix = f"kill{uuid.uuid4().hex[:6]}"
     duration = 240
-    expected = offline_reference(pipeline, mitdb_dir, 4, duration, prefix)
+    expected = offline_reference(mitdb_dir, 4, duration, prefix)
     feeding = asyncio.create_task(
         replay(pipeline, mitdb_dir, RECORDS, 4, speed=40, duration_s=duration, prefix=prefix)
     )
