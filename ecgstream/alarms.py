@@ -12,6 +12,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+CLINICAL_KINDS = ("vtach", "brady", "tachy", "pause", "pvc_burden")
+
 
 @dataclass(frozen=True)
 class AlarmConfig:

@@ -7,6 +7,7 @@ around it stays thin and this part is tested directly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -103,6 +104,12 @@ class WindowStats:
     max_mv: float
     at_extremes: float  # fraction of samples at the chunk's raw min or max (clipping hint)
     published_ms: int
+    start_time: float = 0.0  # the device's clock at the first sample (unix seconds)
+    median_mv: float = 0.0  # the baseline level (robust to the QRS)
+    amplitude_mv: float = 0.0  # 99th minus 1st percentile: about the QRS amplitude
+    noise_mv: float = 0.0  # high-frequency noise, robust: MAD of second differences
+    polarity: float = 0.0  # (up - down) / range around the median: > 0 for upright QRS
+    patient_id: str = ""  # pseudonymous reference, for the technical alarms' rows
 
 
 def window_stats(
@@ -110,6 +117,15 @@ def window_stats(
 ) -> WindowStats:
     raw = chunk.samples[lead_index]
     at_extremes = float(np.mean((raw == raw.min()) | (raw == raw.max())))
+    ordered = np.sort(x_mv)
+    n = ordered.size
+    low, median, high = ordered[n // 100], ordered[n // 2], ordered[min(n - 1, n * 99 // 100)]
+    lowest, highest = ordered[0], ordered[-1]
+    second = np.diff(x_mv, 2) if n > 2 else np.zeros(1, np.float32)
+    # white noise of sd s gives second differences of sd s*sqrt(6); the median ignores QRS
+    noise = 1.4826 * float(np.median(np.abs(second))) / math.sqrt(6.0)
+    span = float(highest - lowest)
+    polarity = float((highest - median) - (median - lowest)) / span if span > 0 else 0.0
     return WindowStats(
         device_id=chunk.device_id,
         first_sample=chunk.first_sample,
@@ -118,10 +134,16 @@ def window_stats(
         lead=chunk.lead_names[lead_index],
         mean_mv=float(x_mv.mean()),
         std_mv=float(x_mv.std()),
-        min_mv=float(x_mv.min()),
-        max_mv=float(x_mv.max()),
+        min_mv=float(lowest),
+        max_mv=float(highest),
         at_extremes=at_extremes,
         published_ms=published_ms,
+        start_time=chunk.start_time,
+        median_mv=float(median),
+        amplitude_mv=float(high - low),
+        noise_mv=noise,
+        polarity=polarity,
+        patient_id=chunk.patient_id,
     )
 
 

@@ -52,6 +52,7 @@ def alarm_message(event: AlarmEvent) -> bytes:
             "start_sample": alarm.start_sample,
             "start_time": round(alarm.start_time, 4),
             "evidence": alarm.evidence,
+            "fault": alarm.evidence.get("fault") if alarm.category == "technical" else None,
             "model_version": event.model_version,
         },
         separators=(",", ":"),

@@ -1,0 +1,138 @@
+"""What the monitor knows: per-device signal quality and physiology, fleet-wide drift.
+
+Pure logic (no Ray, Kafka or Prometheus), so the drift benchmark and the tests drive exactly
+the code the monitor actor runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ecgstream.alarms import Alarm
+from ecgstream.monitoring.drift import DriftConfig, FleetDrift
+from ecgstream.monitoring.signal_quality import DeviceQuality, QualityConfig
+from ecgstream.processing import WindowStats
+
+RR_HISTORY_BEATS = 30  # heart rate and RR variability over the last 30 beats
+
+
+@dataclass(frozen=True)
+class BeatSummary:
+    """A classified batch's beats as the monitor needs them (columnar, small to send)."""
+
+    device_ids: list[str]
+    labels: list[str]
+    probabilities: np.ndarray  # (n, n_classes)
+    features: np.ndarray  # (n, len(SUMMARY_FEATURES))
+    rr_prev_s: np.ndarray  # (n,), NaN for a device's first beat
+    stream_time: np.ndarray  # (n,) unix time of each R peak (device clock)
+
+
+@dataclass
+class _Physiology:
+    rr: deque[float] = field(default_factory=lambda: deque(maxlen=RR_HISTORY_BEATS))
+
+    def heart_rate_bpm(self) -> float | None:
+        return 60.0 / float(np.mean(self.rr)) if len(self.rr) >= 3 else None
+
+    def rmssd_s(self) -> float | None:
+        if len(self.rr) < 4:
+            return None
+        return float(np.sqrt(np.mean(np.diff(np.asarray(self.rr)) ** 2)))
+
+
+class FleetMonitor:
+    def __init__(
+        self,
+        reference: dict[str, Any],
+        quality: QualityConfig | None = None,
+        drift: DriftConfig | None = None,
+    ) -> None:
+        self.quality_config = quality or QualityConfig()
+        self.drift = FleetDrift(reference, drift)
+        self._devices: dict[str, DeviceQuality] = {}
+        self._physiology: dict[str, _Physiology] = {}
+
+        self._last_seen: dict[str, float] = {}
+        self.windows = 0
+        self.beats = 0
+        self.faults_raised: Counter[str] = Counter()
+
+    def observe_windows(self, windows: list[WindowStats]) -> list[Alarm]:
+        """Chunk statistics in arrival order; returns newly raised technical alarms."""
+        raised: list[Alarm] = []
+        for w in windows:
+            device = self._devices.get(w.device_id)
+            if device is None:
+                device = self._devices[w.device_id] = DeviceQuality(
+                    w.device_id, self.quality_config
+                )
+            for alarm in device.add(w):
+                self.faults_raised[alarm.evidence["fault"]] += 1
+                raised.append(alarm)
+            self._last_seen[w.device_id] = w.start_time
+        self.windows += len(windows)
+        return raised
+
+    def observe_beats(self, beats: BeatSummary) -> list[dict[str, Any]]:
+        """Classified beats; returns drift flag changes."""
+        for device_id, rr in zip(beats.device_ids, beats.rr_prev_s.tolist(), strict=True):
+            if rr is not None and math.isfinite(rr) and 0.2 < rr < 3.0:
+                self._physiology.setdefault(device_id, _Physiology()).rr.append(rr)
+        self.beats += len(beats.labels)
+        latest = float(beats.stream_time.max()) if len(beats.stream_time) else 0.0
+        return self.drift.add(
+            beats.device_ids, beats.labels, beats.probabilities, beats.features, latest
+        )
+
+    def forget(self, device_id: str) -> None:
+        for table in (self._devices, self._physiology, self._last_seen):
+            table.pop(device_id, None)
+
+    # -- read-outs ---------------------------------------------------------------------------
+
+    def device_count(self) -> int:
+        return len(self._devices)
+
+    def active_faults(self) -> Counter[str]:
+        """Devices currently in each fault (counts only: no device ids leave as labels)."""
+        counts: Counter[str] = Counter()
+        for device in self._devices.values():
+            counts.update(device.active)
+        return counts
+
+    def faulty_devices(self) -> dict[str, list[str]]:
+        """Device id -> its active faults (for the status view and Kafka, not for metrics)."""
+        return {d: sorted(q.active) for d, q in self._devices.items() if q.active}
+
+    def heart_rates(self) -> list[float]:
+        return [hr for p in self._physiology.values() if (hr := p.heart_rate_bpm()) is not None]
+
+    def rr_variability(self) -> list[float]:
+        return [v for p in self._physiology.values() if (v := p.rmssd_s()) is not None]
+
+    def summary(self) -> dict[str, Any]:
+        state = self.drift.state
+        rates = self.heart_rates()
+        return {
+            "devices": len(self._devices),
+            "windows": self.windows,
+            "beats": self.beats,
+            "active_faults": dict(self.active_faults()),
+            "faults_raised": dict(self.faults_raised),
+            "data_drift": state.data_drift,
+            "prediction_drift": state.prediction_drift,
+            "max_feature_psi": max(
+                (v for f in state.feature_psi.values() for v in f.values()), default=0.0
+            ),
+            "class_mix_psi": round(state.mix_psi, 4),
+            "class_mix": state.class_mix,
+            "mean_confidence": round(state.mean_confidence, 4),
+            "mean_entropy": round(state.mean_entropy, 4),
+            "median_heart_rate_bpm": round(float(np.median(rates)), 1) if rates else None,
+        }

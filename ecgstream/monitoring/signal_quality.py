@@ -1,0 +1,248 @@
+"""Sensor and connection faults of one device, from its per-chunk signal statistics.
+
+Each fault is an *episode*, like a clinical alarm: raised once when its condition has held for
+`persist` consecutive chunks, not again until it has been clear for `clear` chunks. Absolute
+limits catch what no ECG looks like (a flat line, a rail, a DC offset); changes are judged
+against the device's own recent past (a gain step, a flipped lead), because amplitudes and
+polarities differ between patients and leads far more than a fault changes them.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ecgstream.alarms import Alarm
+from ecgstream.processing import WindowStats
+
+TECHNICAL_KIND = "technical"
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    flat_range_mv: float = 0.05  # a chunk spanning less than this is a flat line
+    clipping_fraction: float = 0.05  # share of samples at the chunk's min or max (a rail)
+    lead_off_offset_mv: float = 4.0  # |baseline| beyond this: electrode off or amplifier rail
+    noise_mv: float = 0.06  # high-frequency noise floor of a usable ECG
+    noise_vs_own: float = 3.0  # ... or this many times the device's own usual noise
+    wander_mv: float = 0.5  # sd of the baseline over `wander_chunks` chunks
+    wander_vs_own: float = 3.0  # ... and this many times the device's usual sd
+    wander_chunks: int = 8
+    gain_ratio: float = 1.8  # amplitude changed by this factor (or 1/factor) vs the history
+    history_chunks: int = 120  # the device's own past used for changes (~2 minutes)
+    recent_chunks: int = 8  # the present compared with it
+    min_history_chunks: int = 30
+    polarity_min: float = 0.3  # |polarity| needed on both sides for a flip to count
+    fs_tolerance: float = 0.03  # device clock vs declared sampling rate
+    gap_samples_s: float = 1.0  # missing signal longer than this is a gap
+    late_s: float = 10.0  # a chunk published this long after its last sample is late
+    persist: int = 4  # consecutive chunks before a fault is raised
+    persist_change: int = 20  # ... for changes against the past (beat mix moves them too)
+    clear: int = 10  # consecutive clean chunks before it can be raised again
+
+
+FAULTS = (
+    "flat_line",
+    "clipping",
+    "lead_off",
+    "noise",
+    "baseline_wander",
+    "gain_change",
+    "lead_changed",
+    "fs_mismatch",
+    "signal_gap",
+    "late_data",
+)
+
+
+CHANGE_FAULTS = ("gain_change", "lead_changed", "baseline_wander")
+
+
+class _Episode:
+    def __init__(self) -> None:
+        self.active = False
+        self.run = 0  # consecutive chunks with the condition
+        self.calm = 0  # consecutive chunks without it
+        self.first: WindowStats | None = None
+
+
+class DeviceQuality:
+    """Per-device fault state; feed the device's chunk statistics in order with `add`."""
+
+    def __init__(self, device_id: str, config: QualityConfig | None = None) -> None:
+        self.device_id = device_id
+        self.config = config or QualityConfig()
+        c = self.config
+        self._episodes = {name: _Episode() for name in FAULTS}
+        self._history: deque[WindowStats] = deque(maxlen=c.history_chunks + c.recent_chunks)
+        self._wander_sd: deque[float] = deque(maxlen=c.history_chunks)  # baseline sd per chunk
+        self._previous: WindowStats | None = None
+        self.active: set[str] = set()
+
+    def add(self, w: WindowStats) -> list[Alarm]:
+        c = self.config
+        checks: dict[str, Callable[[], dict | None]] = {
+            "flat_line": lambda: self._flat(w),
+            "clipping": lambda: self._clipping(w),
+            "lead_off": lambda: self._lead_off(w),
+            "noise": lambda: self._noise(w),
+            "baseline_wander": lambda: self._wander(w),
+            "gain_change": lambda: self._gain(w),
+            "lead_changed": lambda: self._polarity(w),
+            "fs_mismatch": lambda: self._fs(w),
+            "signal_gap": lambda: self._gap(w),
+            "late_data": lambda: self._late(w),
+        }
+        raised = []
+        flat = (w.max_mv - w.min_mv) < c.flat_range_mv
+        for name, check in checks.items():
+            # a flat line has no amplitude, noise or polarity to judge: only flat_line/lead_off
+            evidence = check() if not flat or name in ("flat_line", "lead_off") else None
+            alarm = self._step(name, w, evidence)
+            if alarm is not None:
+                raised.append(alarm)
+        if not flat:
+            self._history.append(w)
+        self._previous = w
+        return raised
+
+    # -- episodes ----------------------------------------------------------------------------
+
+    def _step(self, name: str, w: WindowStats, evidence: dict | None) -> Alarm | None:
+        c, episode = self.config, self._episodes[name]
+        # a gap or a rate error is proven by a single chunk; the others must persist
+        if name in ("signal_gap", "fs_mismatch"):
+            persist = 1
+        elif name in CHANGE_FAULTS:
+            persist = c.persist_change
+        else:
+            persist = c.persist
+        if evidence is None:
+            episode.run, episode.first = 0, None
+            episode.calm += 1
+            if episode.active and episode.calm >= c.clear:
+                episode.active = False
+                self.active.discard(name)
+            return None
+        episode.calm = 0
+        episode.run += 1
+        if episode.first is None:
+            episode.first = w
+        if episode.active or episode.run < persist:
+            return None
+        episode.active = True
+        self.active.add(name)
+        start = episode.first
+        return Alarm(
+            alarm_id=f"{self.device_id}:{name}:{start.first_sample}",
+            device_id=self.device_id,
+            kind=TECHNICAL_KIND,
+            severity="medium",
+            start_sample=start.first_sample,
+            start_time=start.start_time,
+            evidence={"fault": name, **evidence},
+            category="technical",
+        )
+
+    # -- conditions (evidence dict when present, None when not) ------------------------------
+
+    def _flat(self, w: WindowStats) -> dict | None:
+        span = w.max_mv - w.min_mv
+        return {"range_mv": round(span, 4)} if span < self.config.flat_range_mv else None
+
+    def _clipping(self, w: WindowStats) -> dict | None:
+        hit = w.at_extremes >= self.config.clipping_fraction
+        return {"at_extremes": round(w.at_extremes, 3)} if hit else None
+
+    def _lead_off(self, w: WindowStats) -> dict | None:
+        hit = abs(w.median_mv) > self.config.lead_off_offset_mv
+        return {"baseline_mv": round(w.median_mv, 3)} if hit else None
+
+    def _noise(self, w: WindowStats) -> dict | None:
+        c = self.config
+        usual = self._usual(lambda h: h.noise_mv)
+        limit = max(c.noise_mv, c.noise_vs_own * usual) if usual is not None else c.noise_mv
+        return {"noise_mv": round(w.noise_mv, 4)} if w.noise_mv > limit else None
+
+    def _wander(self, w: WindowStats) -> dict | None:
+        c = self.config
+        recent = [h.median_mv for h in list(self._history)[-(c.wander_chunks - 1) :]]
+        if len(recent) < c.wander_chunks - 1:
+            return None
+        spread = statistics.pstdev([*recent, w.median_mv])
+        past = list(self._wander_sd)[: -c.recent_chunks]
+        self._wander_sd.append(spread)
+        if len(past) < c.min_history_chunks:
+            return None
+        limit = max(c.wander_mv, c.wander_vs_own * statistics.median(past))
+        return {"baseline_sd_mv": round(spread, 3)} if spread > limit else None
+
+    def _gain(self, w: WindowStats) -> dict | None:
+        c = self.config
+        usual = self._usual(lambda h: h.amplitude_mv)
+        recent = self._recent(lambda h: h.amplitude_mv, w)
+        if usual is None or recent is None or usual <= 0:
+            return None
+        ratio = recent / usual
+        if ratio > c.gain_ratio or ratio < 1 / c.gain_ratio:
+            return {"amplitude_ratio": round(ratio, 3)}
+        return None
+
+    def _polarity(self, w: WindowStats) -> dict | None:
+        c = self.config
+        usual = self._usual(lambda h: h.polarity)
+        recent = self._recent(lambda h: h.polarity, w)
+        if usual is None or recent is None:
+            return None
+        flipped = abs(usual) >= c.polarity_min and abs(recent) >= c.polarity_min
+        if flipped and (usual > 0) != (recent > 0):
+            return {"polarity_before": round(usual, 3), "polarity_now": round(recent, 3)}
+        return None
+
+    def _fs(self, w: WindowStats) -> dict | None:
+        previous = self._previous
+        if previous is None or w.first_sample != previous.first_sample + previous.n_samples:
+            return None
+        declared = previous.n_samples / previous.fs
+        elapsed = w.start_time - previous.start_time
+        if declared <= 0 or elapsed <= 0:
+            return None
+        ratio = elapsed / declared
+        if abs(ratio - 1) > self.config.fs_tolerance:
+            return {"clock_vs_declared": round(ratio, 3), "declared_fs": previous.fs}
+        return None
+
+    def _gap(self, w: WindowStats) -> dict | None:
+        previous = self._previous
+        if previous is None:
+            return None
+        missing = w.first_sample - (previous.first_sample + previous.n_samples)
+        if missing > self.config.gap_samples_s * w.fs:
+            return {"missing_s": round(missing / w.fs, 2)}
+        return None
+
+    def _late(self, w: WindowStats) -> dict | None:
+        end_ms = (w.start_time + w.n_samples / w.fs) * 1000
+        delay_s = (w.published_ms - end_ms) / 1000
+        return {"delay_s": round(delay_s, 1)} if delay_s > self.config.late_s else None
+
+    # -- the device's own past ---------------------------------------------------------------
+
+    def _usual(self, value: Callable[[WindowStats], float]) -> float | None:
+        """Median over the history, excluding the most recent chunks (the present)."""
+        c = self.config
+        past = (
+            list(self._history)[: -c.recent_chunks] if len(self._history) > c.recent_chunks else []
+        )
+        if len(past) < c.min_history_chunks:
+            return None
+        return statistics.median(value(h) for h in past)
+
+    def _recent(self, value: Callable[[WindowStats], float], w: WindowStats) -> float | None:
+        c = self.config
+        recent = [value(h) for h in list(self._history)[-(c.recent_chunks - 1) :]]
+        if len(recent) < c.recent_chunks - 1:
+            return None
+        return statistics.median([*recent, value(w)])
