@@ -31,6 +31,7 @@ COORDINATOR_NAME = "ecgstream-coordinator"
 CONSUMER_PREFIX = "ecgstream-consumer-"
 CHECK_INTERVAL_S = 2.0
 PING_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 60.0
 MAX_CONSUMER_GENERATIONS = 512  # consumer names are never reused; a restart scans this many
 
 
@@ -49,6 +50,7 @@ class Coordinator:
         self._started = time.time()
         self._next_index = 0
         self._paused = False
+        self._refill_after = 0.0  # monotonic time of the next try to refill a degraded pool
 
     async def start(self) -> dict[str, Any]:
         await self._ensure_started()
@@ -65,6 +67,7 @@ class Coordinator:
             with contextlib.suppress(Exception):
                 stats = await asyncio.wait_for(actor.stats.remote(), PING_TIMEOUT_S)
                 self._assignment[name] = list(stats["partitions"])
+                self._paused = self._paused or bool(stats.get("paused"))  # a pause survives
         if self._consumers:
             self._event(f"adopted {len(self._consumers)} running consumers: {self._assignment}")
         await self._ensure_pool()
@@ -112,19 +115,22 @@ class Coordinator:
         }
 
     async def pause(self) -> None:
-        """Take every partition away from the consumers (they stay up): a backlog can then be
-        built and drained at full speed (benchmarks, maintenance)."""
+        """Stop fetching (consumers keep their partitions and patient state): a backlog can then
+        be built and drained at full speed (benchmarks, maintenance). Failover still works
+        while paused, and a replacement consumer starts paused."""
         await self._ensure_started()
         self._paused = True
-        for name, actor in self._consumers.items():
-            await actor.assign.remote([])
-            self._assignment[name] = []
+        for actor in self._consumers.values():
+            await actor.pause.remote()
         self._event("paused")
 
     async def resume(self) -> dict[str, list[int]]:
         await self._ensure_started()
         self._paused = False
+        for actor in self._consumers.values():
+            await actor.resume.remote()
         await self._rebalance("resumed")
+        self._event("resumed")
         return self._assignment
 
     async def rebalance(self) -> dict[str, list[int]]:
@@ -153,14 +159,29 @@ class Coordinator:
                 self._next_index = max(self._next_index, index + 1)
 
     async def _ensure_pool(self) -> None:
+        """Start consumers up to the pool size. One that cannot start in START_TIMEOUT_S (no
+        node has room for it, e.g. after a node is lost) is given up: the pool runs degraded
+        and the next watch round tries again."""
         while len(self._consumers) < self._pool_size:
             # never reuse a name: a dead actor's name is released asynchronously
             name = f"{CONSUMER_PREFIX}{self._next_index}"
             self._next_index += 1
-            actor = ConsumerActor.options(name=name, lifetime="detached").remote(
-                name, self._settings_json, self._model_dir
-            )
-            await actor.start.remote()
+            # SPREAD: on a multi-node cluster losing one node loses only part of the pool
+            actor = ConsumerActor.options(
+                name=name, lifetime="detached", scheduling_strategy="SPREAD"
+            ).remote(name, self._settings_json, self._model_dir)
+            try:
+                await asyncio.wait_for(actor.start.remote(), START_TIMEOUT_S)
+                if self._paused:
+                    await actor.pause.remote()
+            except Exception as exc:
+                ray.kill(actor, no_restart=True)
+                self._event(
+                    f"could not start {name} ({type(exc).__name__}); "
+                    f"running {len(self._consumers)} of {self._pool_size}"
+                )
+                self._refill_after = time.monotonic() + START_TIMEOUT_S
+                return
             self._consumers[name] = actor
             self._event(f"started {name}")
 
@@ -173,8 +194,8 @@ class Coordinator:
         return lags
 
     async def _rebalance(self, why: str) -> None:
-        if self._paused:
-            return
+        if not self._consumers:
+            return  # nobody to give partitions to; the pool is refilled on the next round
         current = {name: list(self._assignment.get(name, [])) for name in self._consumers}
         target = balance(self._partitions, sorted(self._consumers), await self._lags(), current)
         if target == current and all(name in self._assignment for name in target):
@@ -203,11 +224,15 @@ class Coordinator:
                     self._consumers.pop(name, None)
                     self._assignment.pop(name, None)
                     self._event(f"lost {name}")
-                try:
-                    await self._ensure_pool()
+            try:
+                if dead:  # the survivors take the partitions at once
                     await self._rebalance("consumer lost")
-                except Exception as exc:  # retried on the next round
-                    log.warning("recovery failed: %s", exc)
+                degraded = len(self._consumers) < self._pool_size
+                if degraded and time.monotonic() >= self._refill_after:
+                    await self._ensure_pool()
+                    await self._rebalance("pool refilled")
+            except Exception as exc:  # retried on the next round
+                log.warning("recovery failed: %s", exc)
 
     def _event(self, text: str) -> None:
         self._events.append(f"{time.strftime('%H:%M:%S')} {text}")

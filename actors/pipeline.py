@@ -42,11 +42,30 @@ def stream_up(
     connect(settings)
     serve.start(http_options={"host": "127.0.0.1", "port": 8000})
     serve.run(build_app(model_dir, replicas), name=APP_NAME, route_prefix=None, blocking=False)
-    MonitorActor.options(name=MONITOR_NAME, lifetime="detached", get_if_exists=True).remote()
+    MonitorActor.options(name=MONITOR_NAME, lifetime="detached", get_if_exists=True).remote(
+        settings.model_dump_json(), model_dir
+    )
+    register_monitor_target(settings)
     coordinator = Coordinator.options(
         name=COORDINATOR_NAME, lifetime="detached", get_if_exists=True
     ).remote(settings.model_dump_json(), consumers, model_dir)
     return ray.get(coordinator.start.remote(), timeout=300)
+
+
+def register_monitor_target(settings: Settings) -> None:
+    """Point the local stack's Prometheus at the monitor's /metrics (file discovery)."""
+    if settings.prometheus.url is not None:
+        return  # an external Prometheus: its owner configures the scrape
+    from cluster.prometheus_server import register_scrape_target
+    from cluster.state import StatePaths
+
+    targets = StatePaths(settings.state_dir).component_dir("prometheus") / "targets"
+    register_scrape_target(
+        targets,
+        "ecgstream-monitor",
+        [f"127.0.0.1:{settings.prometheus.metrics_port}"],
+        {"component": "monitor"},
+    )
 
 
 def coordinator_handle() -> Any:

@@ -43,17 +43,25 @@ def pipeline(
     records: list[str] = typer.Option(
         ["119", "208", "101", "106", "203", "223"], help="records the patients play"
     ),
-    patients: int = typer.Option(24, min=1),
-    seconds: float = typer.Option(120.0, min=10, help="seconds of ECG per patient"),
-    latency_patients: int = typer.Option(50, min=1, help="patients at 1x for the latency run"),
-    latency_seconds: float = typer.Option(30.0, min=5),
+    patients: int = typer.Option(60, min=1, help="patients in the throughput workload"),
+    seconds: float = typer.Option(300.0, min=10, help="seconds of ECG per patient"),
+    repeats: int = typer.Option(3, min=1, help="baseline/pipeline pairs (medians reported)"),
+    realtime: bool = typer.Option(True, help="search the real-time capacity (minutes)"),
+    realtime_start: int = typer.Option(250, min=1, help="first load of the search"),
+    realtime_max: int = typer.Option(4000, min=1, help="stop doubling here"),
+    realtime_seconds: float = typer.Option(120.0, min=10, help="length of each load"),
+    latency_seconds: float = typer.Option(60.0, min=5, help="length of the half-load run"),
+    latency_patients: int = typer.Option(
+        50, min=1, help="with --no-realtime: twice the load the latency is measured at"
+    ),
 ) -> None:
-    """Pipeline throughput vs the bare model and a single-process consumer, on the real stack
-    (needs `ecgstream cluster up` and `ecgstream stream up`)."""
+    """Pipeline throughput vs the bare model and a single-process consumer, the real-time
+    capacity and the latency at half of it, on the real stack (needs `ecgstream cluster up`
+    and `ecgstream stream up`; about 15 minutes with the real-time search)."""
     import asyncio
 
     from actors.pipeline import connect
-    from ecgstream.tools.bench_pipeline import Workload, bench_pipeline
+    from ecgstream.tools.bench_pipeline import RealtimeSearch, Workload, bench_pipeline
 
     settings = load_settings()
     connect(settings)
@@ -61,9 +69,73 @@ def pipeline(
         bench_pipeline(
             settings,
             Workload(tuple(records), patients, seconds),
-            latency_patients,
+            RealtimeSearch(realtime_start, realtime_max, realtime_seconds) if realtime else None,
             latency_seconds,
+            repeats=repeats,
+            fallback_latency_patients=latency_patients,
             on_step=lambda step: console.print(f"[dim]measuring: {step}[/]"),
         )
+    )
+    _emit(result, json_out)
+
+
+@bench_app.command()
+@reports_errors
+def soak(
+    minutes: float = typer.Option(30.0, min=1, help="length of the run"),
+    patients: int = typer.Option(200, min=1, help="patients replayed at 1x"),
+    interval_s: float = typer.Option(10.0, "--interval", min=1, help="seconds between samples"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the JSON here"),
+    plot: Path | None = typer.Option(None, help="PNG of every actor's memory over time"),
+) -> None:
+    """Replay patients at 1x for MINUTES and sample the resident memory of every actor: after
+    the warm-up it must stay flat (needs `ecgstream cluster up` and `ecgstream stream up`)."""
+    import asyncio
+
+    from rich.progress import Progress
+
+    from actors.pipeline import connect
+    from ecgstream.tools.bench_soak import bench_soak
+
+    settings = load_settings()
+    connect(settings)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"soak: {patients} patients at 1x", total=minutes * 60)
+
+        def on_sample(t: float, memory: dict[str, float]) -> None:
+            total = sum(memory.values())
+            progress.update(task, completed=t, description=f"soak: actors {total:,.0f} MB")
+
+        result = asyncio.run(
+            bench_soak(settings, minutes, patients, interval_s, plot, on_sample=on_sample)
+        )
+    summary = {k: v for k, v in result.items() if k != "samples"}
+    console.print_json(json.dumps(summary))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+@bench_app.command()
+@reports_errors
+def drift(
+    json_out: Path | None = typer.Option(None, "--json", help="also write the JSON here"),
+    inject_s: float = typer.Option(240.0, min=60, help="stream second the fault starts"),
+    after_s: float = typer.Option(120.0, min=30, help="stream seconds watched after it"),
+    clean_passes: int = typer.Option(2, min=1, help="times the clean fleet is replayed"),
+    data: Path | None = typer.Option(None),
+) -> None:
+    """Inject each fault (noise, gain x0.5/x2, baseline wander, inverted/swapped lead, wrong
+    sampling rate, flat line, changed class mix) into a fleet playing the DS1 records, through
+    the pipeline's own processing and monitor code at full speed; report each detection delay
+    and the false alarms per hour of clean replay. Needs no running stack."""
+    from ecgstream.tools.bench_drift import bench_drift
+
+    result = bench_drift(
+        data or load_settings().records_dir,
+        inject_s=inject_s,
+        after_s=after_s,
+        clean_passes=clean_passes,
+        on_step=lambda step: console.print(f"[dim]{step}[/]"),
     )
     _emit(result, json_out)

@@ -84,8 +84,14 @@ def print_pipeline(state: dict) -> None:
     if "monitor" in state:
         m = state["monitor"]
         console.print(
-            f"monitor: {m['windows_received']} signal windows from {m['devices']} devices"
+            f"monitor: {m['windows_received']} signal windows, {m.get('beats', 0)} beats from "
+            f"{m['devices']} devices; devices in fault: {m.get('active_faults') or 'none'}; "
+            f"data drift: {m.get('data_drift')} (max PSI {m.get('max_feature_psi', 0):.3f}); "
+            f"prediction drift: {m.get('prediction_drift')} "
+            f"(class-mix PSI {m.get('class_mix_psi', 0):.3f})"
         )
+        if m.get("metrics_error"):
+            console.print(f"[yellow]metrics: {m['metrics_error']}[/]")
     for name, app in state.get("serve", {}).items():
         console.print(f"Serve app {name}: {app['status']}, replicas {app['replicas']}")
 

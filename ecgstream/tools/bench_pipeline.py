@@ -12,6 +12,8 @@ against the same chunks run through the same processor offline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +32,8 @@ from ecgstream.processing import InputMessage, StreamProcessor
 from ecgstream.settings import Settings
 from ecgstream.tools.reference import offline_reference
 from ecgstream.tools.replay import replay
+
+LAG_GROWTH_TOLERANCE = 0.01  # lag may grow by at most 1 % of the input rate
 
 
 @dataclass(frozen=True)
@@ -187,18 +191,11 @@ async def pipeline_run(
     }
 
 
-async def latency_run(settings: Settings, patients: int, seconds: float) -> dict[str, Any]:
-    prefix = f"lat{uuid.uuid4().hex[:6]}"
-    await replay(
-        settings,
-        settings.records_dir,
-        ("101", "106", "119", "208"),
-        patients,
-        speed=1.0,
-        duration_s=seconds,
-        prefix=prefix,
-    )
-    await asyncio.sleep(5)
+LATENCY_RECORDS = ("101", "106", "119", "208")
+REALTIME_P99_LIMIT_MS = 1500.0
+
+
+async def latency_percentiles(settings: Settings, prefix: str) -> dict[str, Any]:
     conn = await asyncpg.connect(settings.postgres_dsn())
     try:
         row = await conn.fetchrow(
@@ -210,51 +207,213 @@ async def latency_run(settings: Settings, patients: int, seconds: float) -> dict
         )
     finally:
         await conn.close()
-    return {"patients": patients, "beats": int(row["n"]), "p50": row["p50"], "p99": row["p99"]}
+    return {"beats": int(row["n"]), "p50": row["p50"], "p99": row["p99"]}
+
+
+class LagProbe:
+    """The pipeline group's lag on the input topic (messages published, not yet committed)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def __aenter__(self) -> LagProbe:
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap)
+        self._reader = make_consumer(self._settings, group_id=None)
+        await self._admin.start()
+        await self._reader.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._reader.stop()
+        await self._admin.close()
+
+    async def lag(self) -> int:
+        from actors.consumer import PIPELINE_GROUP
+
+        committed = await self._admin.list_consumer_group_offsets(PIPELINE_GROUP)
+        topic = self._settings.topics.samples
+        mine = {tp: meta.offset for tp, meta in committed.items() if tp.topic == topic}
+        ends = await self._reader.end_offsets(list(mine))
+        return sum(max(0, ends[tp] - offset) for tp, offset in mine.items())
+
+
+async def realtime_run(settings: Settings, patients: int, seconds: float) -> dict[str, Any]:
+    """`patients` devices at 1x for `seconds`: the latency percentiles of their beats and the
+    input lag sampled every second (does the pipeline keep up, or does the backlog grow?)."""
+    prefix = f"rt{uuid.uuid4().hex[:6]}"
+    samples: list[tuple[float, int]] = []
+    async with LagProbe(settings) as probe:
+        feeding = asyncio.create_task(
+            replay(
+                settings,
+                settings.records_dir,
+                LATENCY_RECORDS,
+                patients,
+                speed=1.0,
+                duration_s=seconds,
+                prefix=prefix,
+            )
+        )
+        started = time.monotonic()
+        while not feeding.done():
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(Exception):
+                samples.append((time.monotonic() - started, await probe.lag()))
+        published = await feeding
+        drained_at = float("nan")
+        for _ in range(60):  # how long the backlog takes to drain after the input stops
+            if await probe.lag() == 0:
+                drained_at = time.monotonic() - started
+                break
+            await asyncio.sleep(0.5)
+    await asyncio.sleep(2)
+    latency = await latency_percentiles(settings, prefix)
+    lags = np.array([lag for _, lag in samples], dtype=float)
+    times = np.array([t for t, _ in samples], dtype=float)
+    # growth: the fitted slope over the second half (after warm-up), in messages per second,
+    # against the input rate: a pipeline that keeps up has a slope near zero
+    half = times >= times[-1] / 2 if len(times) else np.zeros(0, bool)
+    slope = float(np.polyfit(times[half], lags[half], 1)[0]) if half.sum() >= 3 else float("nan")
+    input_rate = published.chunks / max(published.seconds, 1e-9)
+    p99 = latency["p99"]
+    keeps_up = (
+        p99 is not None
+        and p99 < REALTIME_P99_LIMIT_MS
+        and math.isfinite(slope)
+        and slope <= LAG_GROWTH_TOLERANCE * input_rate
+        and latency["beats"] > 0
+    )
+    return {
+        "patients": patients,
+        "seconds": seconds,
+        "chunks": published.chunks,
+        "input_chunks_per_s": round(input_rate, 1),
+        "publish_seconds": round(published.seconds, 1),
+        "beats": latency["beats"],
+        "latency_p50_ms": None if latency["p50"] is None else round(latency["p50"], 1),
+        "latency_p99_ms": None if p99 is None else round(p99, 1),
+        "lag_max": int(lags.max()) if len(lags) else None,
+        "lag_slope_per_s": round(slope, 2),
+        "drained_after_s": round(drained_at - seconds, 1),
+        "keeps_up": keeps_up,
+    }
+
+
+async def find_realtime_patients(
+    settings: Settings,
+    start: int,
+    maximum: int,
+    seconds: float,
+    on_step: Callable[[str], None] = lambda step: None,
+) -> tuple[int | None, list[dict[str, Any]]]:
+    """Double the patients from `start` while the pipeline keeps up, then bisect twice between
+    the last load it kept up with and the first it did not."""
+    runs: list[dict[str, Any]] = []
+
+    async def attempt(patients: int) -> bool:
+        on_step(f"real time: {patients} patients for {seconds:.0f} s")
+        run = await realtime_run(settings, patients, seconds)
+        runs.append(run)
+        await asyncio.sleep(5)  # let a backlog drain before the next load
+        return bool(run["keeps_up"])
+
+    best, failed = None, None
+    patients = start
+    while patients <= maximum:
+        if not await attempt(patients):
+            failed = patients
+            break
+        best = patients
+        patients *= 2
+    if best is not None and failed is not None:
+        for _ in range(2):
+            middle = (best + failed) // 2
+            if middle in (best, failed):
+                break
+            if await attempt(middle):
+                best = middle
+            else:
+                failed = middle
+    return best, runs
+
+
+@dataclass(frozen=True)
+class RealtimeSearch:
+    start: int = 250
+    maximum: int = 4000
+    seconds: float = 120.0
 
 
 async def bench_pipeline(
     settings: Settings,
     workload: Workload,
-    latency_patients: int,
+    realtime: RealtimeSearch | None,
     latency_seconds: float,
+    repeats: int = 3,
+    fallback_latency_patients: int = 50,
     on_step: Callable[[str], None] = lambda step: None,
 ) -> dict[str, Any]:
-    on_step("bare model")
-    bare = bare_model_beats_per_s(load_artifact(), settings)
-    on_step("single-process baseline")
-    single = await single_process(settings, workload, f"bsingle{uuid.uuid4().hex[:6]}")
-    on_step("pipeline")
+    """Every figure of issue #5 in one run. Throughput runs alternate baseline and pipeline
+    `repeats` times and report medians (this machine's speed drifts by 10-20 % minute to
+    minute); the latency is measured at half the real-time capacity found."""
     from actors.pipeline import coordinator_handle
 
-    prefix = f"bpipe{uuid.uuid4().hex[:6]}"
-    pipe = await pipeline_run(settings, workload, prefix, coordinator_handle())
-    on_step("latency at a steady real-time load")
-    latency = await latency_run(settings, latency_patients, latency_seconds)
+    on_step("bare model")
+    bare = bare_model_beats_per_s(load_artifact(), settings)
+    singles, pipes = [], []
+    for repeat in range(repeats):
+        on_step(f"single-process baseline ({repeat + 1}/{repeats})")
+        singles.append(await single_process(settings, workload, f"bsingle{uuid.uuid4().hex[:6]}"))
+        on_step(f"pipeline ({repeat + 1}/{repeats})")
+        pipes.append(
+            await pipeline_run(
+                settings, workload, f"bpipe{uuid.uuid4().hex[:6]}", coordinator_handle()
+            )
+        )
+    single_rate = float(np.median([r["beats_per_s"] for r in singles]))
+    pipe_rate = float(np.median([r["beats_per_s"] for r in pipes]))
+    realtime_patients, realtime_runs = None, []
+    if realtime is not None:
+        realtime_patients, realtime_runs = await find_realtime_patients(
+            settings, realtime.start, realtime.maximum, realtime.seconds, on_step
+        )
+    latency_patients = max(1, (realtime_patients or 2 * fallback_latency_patients) // 2)
+    on_step(f"latency at half load: {latency_patients} patients for {latency_seconds:.0f} s")
+    latency = await realtime_run(settings, latency_patients, latency_seconds)
     return {
         "bare_model_beats_per_s": round(bare, 1),
-        "single_process_beats_per_s": round(single["beats_per_s"], 1),
-        "pipeline_beats_per_s": round(pipe["beats_per_s"], 1),
-        "realtime_patients": None,
-        "latency_p50_ms": None if latency["p50"] is None else round(latency["p50"], 1),
-        "latency_p99_ms": None if latency["p99"] is None else round(latency["p99"], 1),
-        "lost": pipe["lost"],
-        "duplicates": pipe["duplicates"],
-        "pipeline_vs_single_process": round(pipe["beats_per_s"] / single["beats_per_s"], 2),
-        "pipeline_vs_bare_model": round(pipe["beats_per_s"] / bare, 3),
+        "single_process_beats_per_s": round(single_rate, 1),
+        "pipeline_beats_per_s": round(pipe_rate, 1),
+        "realtime_patients": realtime_patients,
+        "latency_p50_ms": latency["latency_p50_ms"],
+        "latency_p99_ms": latency["latency_p99_ms"],
+        "lost": sum(r["lost"] for r in pipes),
+        "duplicates": sum(r["duplicates"] for r in pipes),
+        "pipeline_vs_single_process": round(pipe_rate / single_rate, 2),
+        "pipeline_vs_bare_model": round(pipe_rate / bare, 3),
         "details": {
             "workload": {
                 "records": list(workload.records),
                 "patients": workload.patients,
                 "seconds_per_patient": workload.duration_s,
+                "repeats": repeats,
             },
-            "single_process": single,
-            "pipeline": pipe,
+            "single_process_runs": singles,
+            "pipeline_runs": pipes,
+            "realtime_runs": realtime_runs,
             "latency_load": latency,
-            "realtime_patients": "not measured yet: needs the 2-minute ramp of issue #5",
+            "realtime_definition": (
+                f"most patients replayed at 1x for the stated seconds with p99 latency under "
+                f"{REALTIME_P99_LIMIT_MS:.0f} ms and an input-lag slope (second half) of at "
+                f"most {LAG_GROWTH_TOLERANCE:.0%} of the input rate; doubling from the start "
+                "load, then two bisection steps"
+                if realtime is not None
+                else "not measured (--no-realtime)"
+            ),
             "latency_definition": "Kafka timestamp of the chunk that completed the beat to its "
-            "classification (beats.latency_ms), at the stated load",
+            "classification (beats.latency_ms)",
             "throughput_definition": "the workload is published first, then timed from the "
-            "start of consumption until its last beat is stored (both baseline and pipeline)",
+            "start of consumption until its last beat is stored (both baseline and pipeline); "
+            "medians of the repeats",
         },
     }

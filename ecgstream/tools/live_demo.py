@@ -40,6 +40,7 @@ class DemoState:
     beats_per_s: float = 0.0
     p50_ms: float | None = None
     p99_ms: float | None = None
+    monitor: dict[str, Any] = field(default_factory=dict)
 
 
 async def _poll(conn: asyncpg.Connection, prefix: str, state: DemoState) -> None:
@@ -92,6 +93,7 @@ def _view(state: DemoState, devices: int, duration_s: float) -> Group:
         latency,
         f"dead letters [bold]{state.dead_letters}[/]",
     )
+    head.add_row(*_monitor_cells(state.monitor))
     classes = Table(title="beat classes", min_width=40)
     for name in ("N", "S", "V", "F"):
         classes.add_column(name, justify="right")
@@ -102,6 +104,33 @@ def _view(state: DemoState, devices: int, duration_s: float) -> Group:
     for row in state.alarms:
         alarms.add_row(*row)
     return Group(head, classes, alarms)
+
+
+def _monitor_cells(m: dict[str, Any]) -> tuple[str, str, str, str]:
+    """Signal quality and drift, from the monitor actor's summary."""
+    if not m:
+        return ("signal quality -", "data drift -", "prediction drift -", "")
+    faults = m.get("active_faults") or {}
+    quality = (
+        "signal quality [green]ok[/]"
+        if not faults
+        else "signal quality [red]"
+        + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(faults.items()))
+        + "[/]"
+    )
+
+    def flag(on: bool) -> str:
+        return "[red]DRIFT[/]" if on else "[green]ok[/]"
+
+    return (
+        quality,
+        f"data drift {flag(m.get('data_drift', False))} (PSI {m.get('max_feature_psi', 0):.2f})",
+        f"prediction drift {flag(m.get('prediction_drift', False))} "
+        f"(mix PSI {m.get('class_mix_psi', 0):.2f})",
+        f"median HR [bold]{m['median_heart_rate_bpm']:.0f}[/] bpm"
+        if m.get("median_heart_rate_bpm")
+        else "",
+    )
 
 
 async def run_live_demo(
@@ -128,6 +157,7 @@ async def run_live_demo(
     def on_tick(tick: int, stats: ReplayStats) -> None:
         state.published = stats.chunks
 
+    sensor = asyncio.create_task(_faulty_sensor(settings, prefix, duration_s, speed))
     feeding = asyncio.create_task(
         replay(
             settings,
@@ -154,6 +184,7 @@ async def run_live_demo(
                 state.lag = sum(sum(c["lag"].values()) for c in consumers)
                 state.beats_per_s = sum(c["beats_per_s"] for c in consumers)
                 state.dead_letters = sum(c["dead_letters"] for c in consumers)
+                state.monitor = pipeline.get("monitor") or {}
                 live.update(_view(state, patients, duration_s))
                 if (
                     feeding.done()
@@ -165,7 +196,36 @@ async def run_live_demo(
             live.update(_view(state, patients, duration_s))
     finally:
         await conn.close()
+    await sensor
     return prefix, await feeding, state
+
+
+SENSOR_FAULT_AFTER_S = 30.0
+
+
+async def _faulty_sensor(settings: Settings, prefix: str, duration_s: float, speed: float) -> None:
+    """One more bedside device whose electrode comes off after 30 s (a flat line): the
+    monitor must raise one technical alarm for it, shown with the clinical ones."""
+    import numpy as np
+
+    from ecgstream.records import load_record
+    from ecgstream.tools.bench_drift import Device, device_chunks
+
+    record = load_record(settings.records_dir, "101")
+    device = Device(
+        f"{prefix}-sensor", record, "flat_line", inject_sample=int(SENSOR_FAULT_AFTER_S * record.fs)
+    )
+    producer = make_producer(settings)
+    await producer.start()
+    started = time.time()
+    try:
+        for tick, payload, _ in device_chunks(
+            device, duration_s, np.random.default_rng(0), origin=started
+        ):
+            await producer.send(settings.topics.samples, payload, key=device.device_id.encode())
+            await asyncio.sleep(max(0.0, started + (tick + 1) / max(speed, 1e-9) - time.time()))
+    finally:
+        await producer.stop()
 
 
 async def write_report(

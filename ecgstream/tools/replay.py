@@ -80,6 +80,9 @@ def device_chunk(
     )
 
 
+SPREAD_GROUPS = 10
+
+
 async def replay(
     settings: Settings,
     data_dir: Path,
@@ -101,32 +104,36 @@ async def replay(
     try:
         n_ticks = math.inf if duration_s is None else math.ceil(duration_s / chunk_s)
         tick = 0
+        # at real-time speeds the devices are spread over each tick, as unsynchronised bedside
+        # devices are; at full speed (0) every tick is sent as one burst
+        groups = max(1, min(SPREAD_GROUPS, len(stats.devices))) if speed > 0 else 1
         while tick < n_ticks:
             futures = []
-            for device in stats.devices:
-                record = loaded[device.record]
-                size = round(chunk_s * record.fs)
-                begin = device.start_sample + tick * size
-                if begin >= record.n_samples:
-                    continue
-                chunk = device_chunk(device, record, tick, size, started)
-                payload = encode_chunk(chunk)
-                futures.append(
-                    await producer.send(
-                        settings.topics.samples, payload, key=device.device_id.encode()
+            for group in range(groups):
+                for device in stats.devices[group::groups]:
+                    record = loaded[device.record]
+                    size = round(chunk_s * record.fs)
+                    begin = device.start_sample + tick * size
+                    if begin >= record.n_samples:
+                        continue
+                    chunk = device_chunk(device, record, tick, size, started)
+                    payload = encode_chunk(chunk)
+                    futures.append(
+                        await producer.send(
+                            settings.topics.samples, payload, key=device.device_id.encode()
+                        )
                     )
-                )
-                stats.chunks += 1
-                stats.bytes += len(payload)
-                stats.last_sample[device.device_id] = chunk.end_sample
+                    stats.chunks += 1
+                    stats.bytes += len(payload)
+                    stats.last_sample[device.device_id] = chunk.end_sample
+                if speed > 0:
+                    due = started + (tick + (group + 1) / groups) * chunk_s / speed
+                    await asyncio.sleep(max(0.0, due - time.time()))
             if not futures:
                 break  # every record ended
             await asyncio.gather(*futures)
             tick += 1
             on_tick(tick, stats)
-            if speed > 0:
-                due = started + tick * chunk_s / speed
-                await asyncio.sleep(max(0.0, due - time.time()))
     finally:
         await producer.stop()
     stats.seconds = time.time() - started

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cluster.stack import LocalStack
-from ecgstream.settings import LocalStackSettings, Settings
+from ecgstream.settings import LocalStackSettings, PrometheusSettings, Settings
 
 TEST_PORTS = {
     "kafka_port": 29192,
@@ -34,12 +34,17 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = {"ECGSTREAM_STATE_DIR": str(settings.state_dir)}
     for name, value in settings.local.model_dump().items():
         env[f"ECGSTREAM_LOCAL__{name.upper()}"] = str(value)
+    env["ECGSTREAM_PROMETHEUS__METRICS_PORT"] = str(settings.prometheus.metrics_port)
     return {**os.environ, **env}
+
+
+TEST_METRICS_PORT = 29464  # the monitor's /metrics (a demo stack's uses 9464)
 
 
 def make_test_settings(state_dir: Path, **ports: int) -> Settings:
     return Settings(
         state_dir=state_dir,
+        prometheus=PrometheusSettings(metrics_port=TEST_METRICS_PORT),
         local=LocalStackSettings(**{**TEST_PORTS, **ports}, ray_object_store_mb=512),
     )
 

@@ -1,0 +1,57 @@
+"""`ecgstream bench pipeline` and `bench soak` at a small size on the real stack: every figure
+is produced, nothing is lost or doubled, and the soak sees the pipeline's actors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ecgstream.settings import Settings
+from ecgstream.tools.bench_pipeline import RealtimeSearch, Workload, bench_pipeline
+from ecgstream.tools.bench_soak import bench_soak
+
+ISSUE_KEYS = {
+    "bare_model_beats_per_s",
+    "single_process_beats_per_s",
+    "pipeline_beats_per_s",
+    "realtime_patients",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "lost",
+    "duplicates",
+}
+
+
+async def test_bench_pipeline_reports_every_figure(pipeline: Settings) -> None:
+    result = await bench_pipeline(
+        pipeline,
+        Workload(("119", "208", "101"), patients=4, duration_s=30),
+        RealtimeSearch(start=10, maximum=20, seconds=12),
+        latency_seconds=8,
+        repeats=1,
+    )
+    assert set(result) >= ISSUE_KEYS
+    assert result["lost"] == 0 and result["duplicates"] == 0
+    for key in ("bare_model_beats_per_s", "single_process_beats_per_s", "pipeline_beats_per_s"):
+        assert result[key] > 0
+    # 10 and 20 patients are far below this pipeline's capacity: both loads keep up
+    runs = result["details"]["realtime_runs"]
+    assert [r["patients"] for r in runs] == [10, 20]
+    assert result["realtime_patients"] == 20, runs
+    assert all(r["beats"] > 0 and r["drained_after_s"] < 30 for r in runs)
+    latency = result["details"]["latency_load"]
+    assert latency["patients"] == 10 and latency["beats"] > 0
+    assert 0 < result["latency_p50_ms"] <= result["latency_p99_ms"] < 1500
+
+
+async def test_bench_soak_samples_every_actor(pipeline: Settings, tmp_path: Path) -> None:
+    result = await bench_soak(
+        pipeline, minutes=0.75, patients=10, interval_s=3, plot=tmp_path / "memory.png"
+    )
+    assert len(result["samples"]) >= 10
+    names = set(result["per_actor"])
+    assert sum(name.startswith("ecgstream-consumer-") for name in names) == 2
+    assert any("BeatClassifier" in name for name in names)
+    consumer = next(a for n, a in result["per_actor"].items() if n.startswith("ecgstream-con"))
+    assert consumer["warm_mb"] > 50 and consumer["flat"] is not None
+    assert result["beats"] > 0
+    assert (tmp_path / "memory.png").stat().st_size > 10_000
