@@ -18,6 +18,7 @@ from ecgstream.errors import StackError
 from ecgstream.settings import Settings
 
 SCRAPE_INTERVAL_S = 5
+SHIPPED_RULES_DIR = Path(__file__).resolve().parents[1] / "monitoring" / "prometheus"
 
 
 class PrometheusServer:
@@ -50,6 +51,8 @@ class PrometheusServer:
             raise StackError(self.name, "'prometheus' not on PATH: apt-get install prometheus")
         self.targets_dir.mkdir(parents=True, exist_ok=True)
         self.rules_dir.mkdir(parents=True, exist_ok=True)
+        for rules in sorted(SHIPPED_RULES_DIR.glob("*.yml")):  # the project's alert rules
+            shutil.copyfile(rules, self.rules_dir / rules.name)
         self._config.write_text(self.render_config())
         register_scrape_target(
             self.targets_dir,
