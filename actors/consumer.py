@@ -208,6 +208,11 @@ class ConsumerActor:
                     continue
                 if batch:
                     await self._process(batch)
+                elif time.monotonic() - self._lag_reported_at >= LAG_REPORT_S:
+                    # idle: the lag gauge must still say 0 (or how far behind a stall is)
+                    self._lag_reported_at = time.monotonic()
+                    report = ConsumerReport(lag_by_partition=await self._lag())
+                    await self._send_to_monitor([], None, report)
 
     async def _process(self, batch: dict) -> None:
         messages: list[InputMessage] = []
@@ -337,22 +342,27 @@ class ConsumerActor:
         """Hand the batch's statistics to the monitor; the call runs in parallel with the next
         batch. At most one call is in flight: if the monitor has not taken the previous batch
         within MONITOR_WAIT_S, this batch's statistics are dropped and counted, never queued."""
-        if not windows and beats is None:
+        if not windows and beats is None and report.lag_by_partition is None:
             return
         if self._monitor_call is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._monitor_call), MONITOR_WAIT_S)
             except Exception:
-                self._stats["monitor_dropped"] += len(windows)
+                self._dropped(windows, report)
                 self._monitor = None
                 return
         if self._monitor is None:
             try:
                 self._monitor = ray.get_actor(MONITOR_NAME)
             except ValueError:
-                self._stats["monitor_dropped"] += len(windows)
+                self._dropped(windows, report)
                 return
         self._monitor_call = self._monitor.observe.remote(windows, beats, report)
+
+    def _dropped(self, windows: list, report: ConsumerReport) -> None:
+        self._stats["monitor_dropped"] += len(windows)
+        if report.lag_by_partition is not None:
+            self._lag_reported_at = 0.0  # send the lag again with the next batch
 
     async def _classify(self, windows: np.ndarray, rr: np.ndarray) -> Any:
         from serve_app.inference import BeatBatch

@@ -35,7 +35,7 @@ async def test_bench_pipeline_reports_every_figure(pipeline: Settings) -> None:
         assert result[key] > 0
     # 10 and 20 patients are far below this pipeline's capacity: both loads keep up
     runs = result["details"]["realtime_runs"]
-    assert [r["patients"] for r in runs] == [10, 20]
+    assert [r["patients"] for r in runs] == [10, 20], runs
     assert result["realtime_patients"] == 20, runs
     assert all(r["beats"] > 0 and r["drained_after_s"] < 30 for r in runs)
     latency = result["details"]["latency_load"]
