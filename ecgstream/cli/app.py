@@ -41,12 +41,21 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def _register() -> None:
     # imported for their side effect of adding commands; kept here to avoid import cycles
-    from ecgstream.cli import bench_cmd, cluster_cmd, core_cmd, data_cmd, demo_cmd, stream_cmd
+    from ecgstream.cli import (
+        bench_cmd,
+        cluster_cmd,
+        core_cmd,
+        data_cmd,
+        demo_cmd,
+        release_cmd,
+        stream_cmd,
+    )
 
     app.add_typer(cluster_cmd.cluster_app, name="cluster")
     app.add_typer(data_cmd.data_app, name="data")
     app.add_typer(bench_cmd.bench_app, name="bench")
     app.add_typer(stream_cmd.stream_app, name="stream")
+    app.add_typer(release_cmd.release_app, name="release")
     app.command("replay")(stream_cmd.replay)
     app.command("demo")(demo_cmd.demo)
     app.command("train")(core_cmd.train)
