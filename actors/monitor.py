@@ -137,10 +137,6 @@ class MonitorActor:
             **self._fleet.summary(),
         }
 
-    def faulty_devices(self) -> dict[str, list[str]]:
-        """Device id -> active faults. For operators' tools, never for metric labels."""
-        return self._fleet.faulty_devices()
-
     def received_for(self, device_prefix: str) -> int:
         """Windows received from devices whose id starts with the prefix (tests, demos)."""
         return sum(n for d, n in self._received_per_device.items() if d.startswith(device_prefix))

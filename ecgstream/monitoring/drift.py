@@ -161,7 +161,8 @@ class FleetDrift:
             ),
             default=0.0,
         )
-        counts = np.array([sum(1 for x in self._labels if x == k) for k in self.classes], float)
+        seen = Counter(self._labels)
+        counts = np.array([seen[k] for k in self.classes], float)
         expected = np.array([ref["class_mix"][k] for k in self.classes], float)
         state.beats_judged = int(counts.sum())
         if counts.sum() >= c.min_class_beats:

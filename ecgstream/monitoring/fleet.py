@@ -58,7 +58,6 @@ class FleetMonitor:
         self._devices: dict[str, DeviceQuality] = {}
         self._physiology: dict[str, _Physiology] = {}
 
-        self._last_seen: dict[str, float] = {}
         self.windows = 0
         self.beats = 0
         self.faults_raised: Counter[str] = Counter()
@@ -75,7 +74,6 @@ class FleetMonitor:
             for alarm in device.add(w):
                 self.faults_raised[alarm.evidence["fault"]] += 1
                 raised.append(alarm)
-            self._last_seen[w.device_id] = w.start_time
         self.windows += len(windows)
         return raised
 
@@ -90,10 +88,6 @@ class FleetMonitor:
             beats.device_ids, beats.labels, beats.probabilities, beats.features, latest
         )
 
-    def forget(self, device_id: str) -> None:
-        for table in (self._devices, self._physiology, self._last_seen):
-            table.pop(device_id, None)
-
     # -- read-outs ---------------------------------------------------------------------------
 
     def device_count(self) -> int:
@@ -105,10 +99,6 @@ class FleetMonitor:
         for device in self._devices.values():
             counts.update(device.active)
         return counts
-
-    def faulty_devices(self) -> dict[str, list[str]]:
-        """Device id -> its active faults (for the status view and Kafka, not for metrics)."""
-        return {d: sorted(q.active) for d, q in self._devices.items() if q.active}
 
     def heart_rates(self) -> list[float]:
         return [hr for p in self._physiology.values() if (hr := p.heart_rate_bpm()) is not None]

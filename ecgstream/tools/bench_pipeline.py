@@ -31,7 +31,7 @@ from ecgstream.io.sinks import KafkaSink, PostgresSink
 from ecgstream.processing import InputMessage, StreamProcessor
 from ecgstream.settings import Settings
 from ecgstream.tools.reference import offline_reference
-from ecgstream.tools.replay import replay
+from ecgstream.tools.replay import ReplayStats, replay
 
 # "no lag growth": over the second half of a load the fitted backlog may grow by at most this
 # many seconds of input (below that it is the noise of batches in flight, not a trend)
@@ -58,6 +58,34 @@ def bare_model_beats_per_s(model: ModelArtifact, settings: Settings, batch: int 
             model.predict_proba(windows[begin : begin + batch], rr[begin : begin + batch])
         best = min(best, time.perf_counter() - started)
     return len(windows) / best
+
+
+async def publish_workload(settings: Settings, workload: Workload, prefix: str) -> ReplayStats:
+    """The whole workload at full speed (throughput runs time its consumption)."""
+    return await replay(
+        settings,
+        settings.records_dir,
+        workload.records,
+        workload.patients,
+        speed=0,
+        duration_s=workload.duration_s,
+        prefix=prefix,
+    )
+
+
+async def replay_realtime(
+    settings: Settings, patients: int, seconds: float, prefix: str
+) -> ReplayStats:
+    """`patients` devices playing the latency records at 1x (real-time and soak runs)."""
+    return await replay(
+        settings,
+        settings.records_dir,
+        LATENCY_RECORDS,
+        patients,
+        speed=1.0,
+        duration_s=seconds,
+        prefix=prefix,
+    )
 
 
 async def _stored(settings: Settings, prefix: str) -> tuple[int, int]:
@@ -95,15 +123,7 @@ async def single_process(settings: Settings, workload: Workload, prefix: str) ->
     bench_settings = settings.model_copy(
         update={"topics": settings.topics.model_copy(update={"samples": topic})}
     )
-    stats = await replay(
-        bench_settings,
-        settings.records_dir,
-        workload.records,
-        workload.patients,
-        speed=0,
-        duration_s=workload.duration_s,
-        prefix=prefix,
-    )
+    stats = await publish_workload(bench_settings, workload, prefix)
     model = load_artifact()
     torch.set_num_threads(2)
     processor = StreamProcessor(model.preprocess)
@@ -158,15 +178,7 @@ async def pipeline_run(
     )
     await coordinator.pause.remote()
     try:
-        published = await replay(
-            settings,
-            settings.records_dir,
-            workload.records,
-            workload.patients,
-            speed=0,
-            duration_s=workload.duration_s,
-            prefix=prefix,
-        )
+        published = await publish_workload(settings, workload, prefix)
     finally:
         started = time.monotonic()
         await coordinator.resume.remote()
@@ -245,17 +257,7 @@ async def realtime_run(settings: Settings, patients: int, seconds: float) -> dic
     prefix = f"rt{uuid.uuid4().hex[:6]}"
     samples: list[tuple[float, int]] = []
     async with LagProbe(settings) as probe:
-        feeding = asyncio.create_task(
-            replay(
-                settings,
-                settings.records_dir,
-                LATENCY_RECORDS,
-                patients,
-                speed=1.0,
-                duration_s=seconds,
-                prefix=prefix,
-            )
-        )
+        feeding = asyncio.create_task(replay_realtime(settings, patients, seconds, prefix))
         started = time.monotonic()
         while not feeding.done():
             await asyncio.sleep(1.0)

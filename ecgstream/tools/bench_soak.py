@@ -19,8 +19,7 @@ import numpy as np
 import ray
 
 from ecgstream.settings import Settings
-from ecgstream.tools.bench_pipeline import LATENCY_RECORDS, LagProbe, latency_percentiles
-from ecgstream.tools.replay import replay
+from ecgstream.tools.bench_pipeline import LagProbe, latency_percentiles, replay_realtime
 
 WARMUP_FRACTION = 0.25  # the first quarter of the run is warm-up (imports, caches, arenas)
 FLAT_TOLERANCE = 0.10  # an actor is flat if it grew by at most 10 % after the warm-up
@@ -90,17 +89,7 @@ async def bench_soak(
 ) -> dict[str, Any]:
     prefix = f"soak{uuid.uuid4().hex[:6]}"
     seconds = minutes * 60
-    feeding = asyncio.create_task(
-        replay(
-            settings,
-            settings.records_dir,
-            LATENCY_RECORDS,
-            patients,
-            speed=1.0,
-            duration_s=seconds,
-            prefix=prefix,
-        )
-    )
+    feeding = asyncio.create_task(replay_realtime(settings, patients, seconds, prefix))
     samples: list[dict[str, Any]] = []
     started = time.monotonic()
     async with LagProbe(settings) as probe:
