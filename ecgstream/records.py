@@ -7,7 +7,7 @@ Leads are always selected by name, never by position: MIT-BIH record 114 has MLI
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ import wfdb
 from ecgstream.aami import aami_class
 from ecgstream.errors import ConfigurationError
 from ecgstream.stream import PREFERRED_LEADS
+from ecgstream.wire import adc_to_millivolts
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,12 +34,18 @@ class EcgRecord:
     def n_samples(self) -> int:
         return int(self.digital.shape[1])
 
+    def head(self, n_samples: int) -> EcgRecord:
+        """The first `n_samples` of the record (a shorter replay, its offline twin)."""
+        return replace(self, digital=self.digital[:, :n_samples])
+
     def lead(self, name: str) -> np.ndarray:
-        """One lead in millivolts (float64)."""
+        """One lead in millivolts (float32, exactly as the stream converts a device's chunk)."""
         index = self.lead_names.index(name)
-        return (self.digital[index].astype(np.float64) - self.adc_baseline[index]) / self.adc_gain[
-            index
-        ]
+        return adc_to_millivolts(
+            self.digital[index : index + 1],
+            self.adc_gain[index : index + 1],
+            self.adc_baseline[index : index + 1],
+        )[0]
 
 
 def list_records(data_dir: Path) -> list[str]:

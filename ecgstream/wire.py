@@ -60,6 +60,17 @@ _FIELDS = (
 )
 
 
+def adc_to_millivolts(
+    digital: np.ndarray, gain: Sequence[float], baseline: Sequence[int]
+) -> np.ndarray:
+    """ADC units (n_leads, n) to float32 millivolts. The one conversion of the project: the
+    stream and the offline paths (training, evaluation) must feed the detector identical
+    numbers, or a beat on the edge of a threshold is found in one and not the other."""
+    gain_mv = np.asarray(gain, dtype=np.float32)[:, None]
+    base = np.asarray(baseline, dtype=np.float32)[:, None]
+    return (np.asarray(digital).astype(np.float32) - base) / gain_mv
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class EcgChunk:
     """One validated chunk. `samples` is int16 of shape (n_leads, n_samples)."""
@@ -96,9 +107,7 @@ class EcgChunk:
 
     def millivolts(self) -> np.ndarray:
         """Samples in mV as float32, shape (n_leads, n_samples)."""
-        gain = np.asarray(self.adc_gain, dtype=np.float32)[:, None]
-        base = np.asarray(self.adc_baseline, dtype=np.float32)[:, None]
-        return (self.samples.astype(np.float32) - base) / gain
+        return adc_to_millivolts(self.samples, self.adc_gain, self.adc_baseline)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, EcgChunk):
