@@ -14,7 +14,8 @@ from ecgstream.beats import RR_FEATURES, BeatConfig
 @dataclass(frozen=True)
 class ModelConfig:
     in_channels: int = BeatConfig().channels
-    window: int = 256
+    window: int = 256  # samples of the beat window the network looks at ...
+    crop_start: int = 0  # ... starting here in the window the stream cuts (a tunable length)
     channels: tuple[int, ...] = (16, 32, 32)
     kernel_size: int = 7
     rr_features: int = len(RR_FEATURES)
@@ -28,6 +29,17 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
         return cls(**{**data, "channels": tuple(data["channels"])})
+
+    @classmethod
+    def cropped(cls, window: int, beat: BeatConfig | None = None, **fields: object) -> ModelConfig:
+        """A network that sees `window` samples of the stream's beat window, keeping the R
+        peak at the same relative position: the stream's preprocessing stays the same for every
+        model, so models with different window lengths can replace each other live."""
+        beat = beat or BeatConfig()
+        if not 32 <= window <= beat.window:
+            raise ValueError(f"window must be in 32..{beat.window}, got {window}")
+        start = round((beat.window - window) * beat.before / beat.window)
+        return cls(in_channels=beat.channels, window=window, crop_start=start, **fields)
 
 
 class BeatClassifier(nn.Module):
@@ -55,6 +67,9 @@ class BeatClassifier(nn.Module):
         )
 
     def forward(self, window: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+        if window.shape[-1] != self.config.window:
+            start = self.config.crop_start
+            window = window[..., start : start + self.config.window]
         x = self.features(window)
         pooled = torch.cat((x.mean(dim=2), x.amax(dim=2)), dim=1)
         rr_log = torch.log(rr.clamp(min=1e-3))

@@ -79,37 +79,39 @@ def beat_metrics(targets: np.ndarray, predicted: np.ndarray) -> tuple[float, dic
     return float(np.mean(f1s)), per_class
 
 
-def train_classifier(
-    train: TrainingSet,
-    validation: TrainingSet,
-    config: TrainConfig,
-    on_epoch: Callable[[EpochReport], None] = lambda report: None,
-) -> TrainResult:
-    seed_everything(config.seed, config.threads)
-    generator = torch.Generator().manual_seed(config.seed)
-    model = BeatClassifier(config.model)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    counts = np.bincount(train.targets, minlength=len(MODEL_CLASSES))
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights(counts, config.class_weight_power))
+class EpochTrainer:
+    """One configuration's training, an epoch at a time: `train_classifier` drives it with
+    patience, a Ray Tune trial with ASHA. Its whole state (weights, optimiser, schedule, random
+    generator) can be saved and restored, so an interrupted search resumes where it was."""
 
-    windows = torch.from_numpy(train.windows)
-    rr = torch.from_numpy(train.rr)
-    targets = torch.from_numpy(train.targets)
-    val_windows = torch.from_numpy(validation.windows)
-    val_rr = torch.from_numpy(validation.rr)
+    def __init__(self, train: TrainingSet, validation: TrainingSet, config: TrainConfig) -> None:
+        seed_everything(config.seed, config.threads)
+        self.config = config
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.model = BeatClassifier(config.model)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=config.epochs
+        )
+        counts = np.bincount(train.targets, minlength=len(MODEL_CLASSES))
+        self.loss_fn = nn.CrossEntropyLoss(weight=class_weights(counts, config.class_weight_power))
+        # copies: the arrays may be read-only views of Ray's object store
+        self.windows = torch.tensor(train.windows)
+        self.rr = torch.tensor(train.rr)
+        self.targets = torch.tensor(train.targets)
+        self.validation = validation
+        self.epoch = 0
 
-    best_f1, best_state, best_epoch, stale = -1.0, None, 0, 0
-    history: list[EpochReport] = []
-    for epoch in range(1, config.epochs + 1):
+    def run_epoch(self) -> EpochReport:
+        config, generator, model = self.config, self.generator, self.model
         model.train()
-        order = torch.randperm(len(targets), generator=generator)
+        order = torch.randperm(len(self.targets), generator=generator)
         total, batches = 0.0, 0
         for begin in range(0, len(order), config.batch_size):
             index = order[begin : begin + config.batch_size]
-            w = windows[index]
+            w = self.windows[index]
             if config.amplitude_jitter:
                 scale = 1 + config.amplitude_jitter * (
                     2 * torch.rand((len(index), 1, 1), generator=generator) - 1
@@ -117,38 +119,65 @@ def train_classifier(
                 w = w * scale
             if config.noise_std:
                 w = w + config.noise_std * torch.randn(w.shape, generator=generator)
-            optimizer.zero_grad()
-            loss = loss_fn(model(w, rr[index]), targets[index])
+            self.optimizer.zero_grad()
+            loss = self.loss_fn(model(w, self.rr[index]), self.targets[index])
             loss.backward()
-            optimizer.step()
+            self.optimizer.step()
             total += loss.item()
             batches += 1
-        scheduler.step()
+        self.scheduler.step()
+        self.epoch += 1
+        macro_f1, per_class = beat_metrics(self.validation.targets, self.predict(self.validation))
+        return EpochReport(self.epoch, total / max(1, batches), macro_f1, per_class)
 
-        model.eval()
-        with torch.inference_mode():
-            logits = torch.cat(
-                [
-                    model(val_windows[b : b + 2048], val_rr[b : b + 2048])
-                    for b in range(0, len(val_windows), 2048)
-                ]
-            )
-        macro_f1, per_class = beat_metrics(validation.targets, logits.argmax(dim=1).numpy())
-        report = EpochReport(epoch, total / max(1, batches), macro_f1, per_class)
+    @torch.inference_mode()
+    def predict(self, data: TrainingSet) -> np.ndarray:
+        self.model.eval()
+        windows, rr = torch.tensor(data.windows), torch.tensor(data.rr)
+        logits = [
+            self.model(windows[b : b + 2048], rr[b : b + 2048]) for b in range(0, len(data), 2048)
+        ]
+        return torch.cat(logits).argmax(dim=1).numpy() if logits else np.zeros(0, np.int64)
+
+    def state(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.epoch = state["epoch"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+
+
+def train_classifier(
+    train: TrainingSet,
+    validation: TrainingSet,
+    config: TrainConfig,
+    on_epoch: Callable[[EpochReport], None] = lambda report: None,
+) -> TrainResult:
+    trainer = EpochTrainer(train, validation, config)
+    best_f1, best_state, best_epoch, stale = -1.0, None, 0, 0
+    history: list[EpochReport] = []
+    for _ in range(config.epochs):
+        report = trainer.run_epoch()
         history.append(report)
         on_epoch(report)
-        if macro_f1 > best_f1:
-            best_f1, best_state, best_epoch, stale = (
-                macro_f1,
-                copy.deepcopy(model.state_dict()),
-                epoch,
-                0,
-            )
+        if report.validation_macro_f1 > best_f1:
+            best_f1, best_epoch, stale = report.validation_macro_f1, report.epoch, 0
+            best_state = copy.deepcopy(trainer.model.state_dict())
         else:
             stale += 1
             if stale >= config.patience:
                 break
     assert best_state is not None
+    model = trainer.model
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(model=model, best_epoch=best_epoch, history=history)
