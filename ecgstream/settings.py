@@ -35,11 +35,22 @@ class TopicSettings(_Frozen):
     beats: str = "ecg.beats"
     alerts: str = "ecg.alerts"
     deadletter: str = "ecg.deadletter"
+    beats_shadow: str = "ecg.beats.shadow"  # a shadow candidate's results (never alarms)
+    samples_staging: str = "ecg.samples.staging"  # infravalidation replays
+    beats_staging: str = "ecg.beats.staging"
     partitions: int = Field(8, ge=1, description="partitions per topic (the unit of load)")
     replication_factor: int = Field(1, ge=1, description="1 on the local single-node broker")
 
     def all(self) -> tuple[str, ...]:
-        return (self.samples, self.beats, self.alerts, self.deadletter)
+        return (
+            self.samples,
+            self.beats,
+            self.alerts,
+            self.deadletter,
+            self.beats_shadow,
+            self.samples_staging,
+            self.beats_staging,
+        )
 
 
 class KafkaSettings(_Frozen):
@@ -66,6 +77,17 @@ class PrometheusSettings(_Frozen):
 class RaySettings(_Frozen):
     address: str | None = Field(None, description="ray://... or host:port; unset = local head")
     namespace: str = "ecgstream"
+
+
+class ReleaseSettings(_Frozen):
+    """Where released models live and which rules judge them."""
+
+    artifact_store: Path | None = Field(
+        None, description="directory of immutable model artifacts; unset = <state_dir>/models"
+    )
+    policy: Path | None = Field(
+        None, description="the release policy file; unset = tuning/release-policy.toml"
+    )
 
 
 class LocalStackSettings(_Frozen):
@@ -103,6 +125,7 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
     ray: RaySettings = RaySettings()
+    release: ReleaseSettings = ReleaseSettings()
     local: LocalStackSettings = LocalStackSettings()
 
     @field_validator("state_dir")
@@ -132,6 +155,11 @@ class Settings(BaseSettings):
         if beside_checkout.is_dir():
             return beside_checkout
         return DEFAULT_DOWNLOAD_DIR / "mitdb"
+
+    @property
+    def artifact_store(self) -> Path:
+        store = self.release.artifact_store or self.state_dir / "models"
+        return store.expanduser().resolve()
 
     @property
     def postgres_dsn_file(self) -> Path:

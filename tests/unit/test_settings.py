@@ -14,7 +14,15 @@ def test_defaults_point_at_the_local_stack(tmp_path: Path) -> None:
     assert settings.kafka_bootstrap == "127.0.0.1:29092"
     assert settings.prometheus_url == "http://127.0.0.1:29090"
     assert settings.ray_address == "127.0.0.1:6390"
-    assert settings.topics.all() == ("ecg.samples", "ecg.beats", "ecg.alerts", "ecg.deadletter")
+    assert settings.topics.all() == (
+        "ecg.samples",
+        "ecg.beats",
+        "ecg.alerts",
+        "ecg.deadletter",
+        "ecg.beats.shadow",
+        "ecg.samples.staging",
+        "ecg.beats.staging",
+    )
 
 
 def test_environment_with_prefix_and_nesting(monkeypatch: pytest.MonkeyPatch) -> None:
