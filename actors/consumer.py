@@ -31,6 +31,7 @@ import numpy as np
 import ray
 from aiokafka import TopicPartition
 
+from actors.lanes import lane as lane_named
 from actors.monitor import MONITOR_NAME
 from ecgstream.aami import MODEL_CLASSES
 from ecgstream.artifact import load_artifact
@@ -44,7 +45,6 @@ from ecgstream.settings import Settings
 
 log = logging.getLogger("ecgstream.consumer")
 
-PIPELINE_GROUP = "ecgstream-pipeline"
 LOOKBACK_S = 120.0
 MAX_RECORDS = 1000
 MONITOR_WAIT_S = 2.0
@@ -66,16 +66,21 @@ class WriteJob:
 
 @ray.remote(num_cpus=0.5, max_restarts=0)
 class ConsumerActor:
-    def __init__(self, name: str, settings_json: str, model_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings_json: str,
+        model_dir: str | None = None,
+        lane: str = "production",
+    ) -> None:
         from ray import serve
-
-        from serve_app.inference import APP_NAME
 
         self.name = name
         self._settings = Settings.model_validate_json(settings_json)
+        self._lane = lane_named(lane, self._settings.topics)
         artifact = load_artifact(None if model_dir is None else Path(model_dir))
         self._processor = StreamProcessor(artifact.preprocess)
-        self._handle = serve.get_app_handle(APP_NAME)
+        self._handle = serve.get_app_handle(self._lane.serve_app)
         self._assigned: set[int] = set()
         self._replay_until: dict[int, int] = {}
         self._task: asyncio.Task | None = None
@@ -113,7 +118,7 @@ class ConsumerActor:
 
         settings = self._settings
         self._consumer = make_consumer(
-            settings, group_id=PIPELINE_GROUP, max_poll_records=MAX_RECORDS
+            settings, group_id=self._lane.consumer_group, max_poll_records=MAX_RECORDS
         )
         self._producer = make_producer(settings)
         await self._consumer.start()
@@ -121,8 +126,8 @@ class ConsumerActor:
         self._pool = await asyncpg.create_pool(
             settings.postgres_dsn(), min_size=1, max_size=2, command_timeout=30
         )
-        self._kafka_sink = KafkaSink(settings, self._producer)
-        self._pg_sink = PostgresSink(self._pool)
+        self._kafka_sink = KafkaSink(settings, self._producer, beats_topic=self._lane.beats_topic)
+        self._pg_sink = PostgresSink(self._pool, beats_table=self._lane.beats_table)
         self._task = asyncio.create_task(self._run())
         self._writer = asyncio.create_task(self._write_loop())
         return self.name
@@ -150,7 +155,7 @@ class ConsumerActor:
         async with self._lock:
             # a revoked partition's last batches are written and committed before it goes
             await self._writes.join()
-            topic = self._settings.topics.samples
+            topic = self._lane.samples_topic
             wanted = set(partitions)
             added = wanted - self._assigned
             self._processor.forget_partitions(self._assigned - wanted)
@@ -163,6 +168,10 @@ class ConsumerActor:
 
     async def _seek_for_rebuild(self, tp: TopicPartition) -> None:
         committed = await self._consumer.committed(tp)
+        if committed is None and self._lane.mirrors_live:
+            # a new mirror starts at the live end (after a look-back to rebuild state), not
+            # at the beginning of the topic's retention
+            committed = (await self._consumer.end_offsets([tp]))[tp]
         if committed is None:
             beginning = await self._consumer.beginning_offsets([tp])
             self._consumer.seek(tp, beginning[tp])
@@ -283,11 +292,15 @@ class ConsumerActor:
         beats, alarms = self._processor.complete(
             pending, probabilities, classes, version, time.time() * 1000
         )
+        letters = job.letters
+        if not self._lane.raises_alarms:
+            # a candidate's opinion never reaches a nurse; production dead-letters bad input
+            alarms, letters = [], []
         started = time.perf_counter()
         await asyncio.gather(
             self._retry(
                 "kafka write",
-                lambda: self._kafka_sink.write(beats, alarms, job.letters, classes),
+                lambda: self._kafka_sink.write(beats, alarms, letters, classes),
             ),
             self._retry("postgres write", lambda: self._pg_sink.write(beats, alarms)),
         )
@@ -342,6 +355,8 @@ class ConsumerActor:
         """Hand the batch's statistics to the monitor; the call runs in parallel with the next
         batch. At most one call is in flight: if the monitor has not taken the previous batch
         within MONITOR_WAIT_S, this batch's statistics are dropped and counted, never queued."""
+        if not self._lane.feeds_monitor:
+            return
         if not windows and beats is None and report.lag_by_partition is None:
             return
         if self._monitor_call is not None:
@@ -385,7 +400,7 @@ class ConsumerActor:
     # -- observability -----------------------------------------------------------------------
 
     async def _lag(self) -> dict[int, int]:
-        topic = self._settings.topics.samples
+        topic = self._lane.samples_topic
         lag: dict[int, int] = {}
         if self._assigned and self._consumer is not None:
             tps = [TopicPartition(topic, p) for p in sorted(self._assigned)]

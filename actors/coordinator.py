@@ -23,12 +23,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from actors.assignment import balance
 from actors.consumer import ConsumerActor
+from actors.lanes import lane as lane_named
 from ecgstream.settings import Settings
 
 log = logging.getLogger("ecgstream.coordinator")
 
-COORDINATOR_NAME = "ecgstream-coordinator"
-CONSUMER_PREFIX = "ecgstream-consumer-"
+COORDINATOR_NAME = lane_named("production").coordinator_name
 CHECK_INTERVAL_S = 2.0
 PING_TIMEOUT_S = 10.0
 START_TIMEOUT_S = 60.0
@@ -37,9 +37,16 @@ MAX_CONSUMER_GENERATIONS = 512  # consumer names are never reused; a restart sca
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class Coordinator:
-    def __init__(self, settings_json: str, pool_size: int, model_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        settings_json: str,
+        pool_size: int,
+        model_dir: str | None = None,
+        lane: str = "production",
+    ) -> None:
         self._settings_json = settings_json
         self._settings = Settings.model_validate_json(settings_json)
+        self._lane = lane_named(lane, self._settings.topics)
         self._pool_size = pool_size
         self._model_dir = model_dir
         self._consumers: dict[str, Any] = {}
@@ -144,7 +151,7 @@ class Coordinator:
         admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap)
         await admin.start()
         try:
-            described = await admin.describe_topics([self._settings.topics.samples])
+            described = await admin.describe_topics([self._lane.samples_topic])
         finally:
             await admin.close()
         return sorted(p["partition"] for p in described[0]["partitions"])
@@ -153,7 +160,7 @@ class Coordinator:
         """After a coordinator restart: find the consumers that are still running (by name)."""
         namespace = ray.get_runtime_context().namespace
         for index in range(MAX_CONSUMER_GENERATIONS):
-            name = f"{CONSUMER_PREFIX}{index}"
+            name = f"{self._lane.consumer_prefix}{index}"
             with contextlib.suppress(ValueError):
                 self._consumers[name] = ray.get_actor(name, namespace=namespace)
                 self._next_index = max(self._next_index, index + 1)
@@ -164,12 +171,15 @@ class Coordinator:
         and the next watch round tries again."""
         while len(self._consumers) < self._pool_size:
             # never reuse a name: a dead actor's name is released asynchronously
-            name = f"{CONSUMER_PREFIX}{self._next_index}"
+            name = f"{self._lane.consumer_prefix}{self._next_index}"
             self._next_index += 1
             # SPREAD: on a multi-node cluster losing one node loses only part of the pool
             actor = ConsumerActor.options(
-                name=name, lifetime="detached", scheduling_strategy="SPREAD"
-            ).remote(name, self._settings_json, self._model_dir)
+                name=name,
+                lifetime="detached",
+                scheduling_strategy="SPREAD",
+                num_cpus=self._lane.actor_cpus,
+            ).remote(name, self._settings_json, self._model_dir, self._lane.name)
             try:
                 await asyncio.wait_for(actor.start.remote(), START_TIMEOUT_S)
                 if self._paused:

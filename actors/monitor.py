@@ -127,6 +127,16 @@ class MonitorActor:
                 log.warning("technical alarms not written yet (%s)", type(exc).__name__)
                 await asyncio.sleep(ALARM_RETRY_S)
 
+    def use_model(self, model_dir: str | None) -> str:
+        """After a promotion: judge drift against the new model's reference distributions
+        (its validation patients' features and prediction mix), from a fresh start."""
+        artifact = load_artifact(None if model_dir is None else Path(model_dir))
+        self._model_version = artifact.version
+        self._classes = artifact.classes
+        self._fleet.use_reference(artifact.reference)
+        self._remember({"model": artifact.version})
+        return artifact.version
+
     def summary(self) -> dict[str, Any]:
         return {
             "windows_received": self._fleet.windows,

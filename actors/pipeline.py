@@ -1,18 +1,27 @@
 """Bringing the streaming pipeline up and down on a Ray cluster: the Serve inference app, the
-coordinator and, through it, the consumer pool. All Ray calls of the CLI go through here."""
+coordinator and, through it, the consumer pool, for the production lane and for a candidate's
+shadow or staging lane. All Ray calls of the CLI go through here."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 import ray
 
 from actors.coordinator import COORDINATOR_NAME, Coordinator
+from actors.lanes import lane as lane_named
+from actors.model_directory import MODEL_DIRECTORY_NAME, ModelTarget, model_directory
 from actors.monitor import MONITOR_NAME, MonitorActor
+from ecgstream.artifact import load_artifact
 from ecgstream.errors import ConfigurationError
 from ecgstream.settings import Settings
+
+SWITCH_TIMEOUT_S = 60.0
 
 
 def connect(settings: Settings) -> None:
@@ -35,13 +44,8 @@ def connect(settings: Settings) -> None:
 def stream_up(
     settings: Settings, consumers: int = 2, replicas: int = 1, model_dir: str | None = None
 ) -> dict[str, Any]:
-    from ray import serve
-
-    from serve_app.inference import APP_NAME, build_app
-
     connect(settings)
-    serve.start(http_options={"host": "127.0.0.1", "port": 8000})
-    serve.run(build_app(model_dir, replicas), name=APP_NAME, route_prefix=None, blocking=False)
+    deploy_lane_model(settings, "production", model_dir, replicas)
     MonitorActor.options(name=MONITOR_NAME, lifetime="detached", get_if_exists=True).remote(
         settings.model_dump_json(), model_dir
     )
@@ -50,6 +54,148 @@ def stream_up(
         name=COORDINATOR_NAME, lifetime="detached", get_if_exists=True
     ).remote(settings.model_dump_json(), consumers, model_dir)
     return ray.get(coordinator.start.remote(), timeout=300)
+
+
+def deploy_lane_model(
+    settings: Settings, lane: str, model_dir: str | None, replicas: int = 1
+) -> float:
+    """Deploy (or keep) the lane's Serve application running `model_dir`; returns the seconds
+    until it was ready."""
+    from ray import serve
+
+    from cluster.kafka_broker import ensure_topics
+    from serve_app.inference import build_app
+
+    asyncio.run(ensure_topics(settings))
+    version = load_artifact(None if model_dir is None else Path(model_dir)).version
+    directory = model_directory()
+    # the target first: a replica that starts now loads it, whatever its argument says
+    ray.get(directory.set_target.remote(lane, ModelTarget(version, model_dir)), timeout=30)
+    serve.start(http_options={"host": "127.0.0.1", "port": 8000})
+    started = time.monotonic()
+    serve.run(
+        build_app(model_dir, replicas, lane),
+        name=lane_named(lane).serve_app,
+        route_prefix=None,
+        blocking=False,
+    )
+    _wait_app_running(lane_named(lane).serve_app, timeout=settings.local.startup_timeout_s)
+    return time.monotonic() - started
+
+
+def _wait_app_running(app: str, timeout: float) -> None:
+    from ray import serve
+
+    deadline = time.monotonic() + timeout
+    while True:
+        status = serve.status().applications.get(app)
+        state = str(status.status) if status is not None else "MISSING"
+        if state.endswith("RUNNING"):
+            return
+        if state.endswith("DEPLOY_FAILED") or time.monotonic() > deadline:
+            detail = status.message if status is not None else ""
+            raise ConfigurationError(f"Serve application {app} is {state}: {detail}"[:2000])
+        time.sleep(0.5)
+
+
+def switch_model(
+    settings: Settings, lane: str, model_dir: str | None, timeout: float = SWITCH_TIMEOUT_S
+) -> dict[str, str]:
+    """Make the lane's running replicas swap to `model_dir` without a redeploy, and wait until
+    every live replica says it runs it. On a timeout the previous target is restored."""
+    connect(settings)
+    version = load_artifact(None if model_dir is None else Path(model_dir)).version
+    directory = ray.get_actor(MODEL_DIRECTORY_NAME)
+    previous = ray.get(directory.target.remote(lane), timeout=30)
+    ray.get(directory.set_target.remote(lane, ModelTarget(version, model_dir)), timeout=30)
+    deadline = time.monotonic() + timeout
+    while True:
+        loaded = ray.get(directory.loaded.remote(lane), timeout=30)
+        if loaded and all(v == version for v in loaded.values()):
+            break
+        if time.monotonic() > deadline:
+            if previous is not None:
+                ray.get(directory.set_target.remote(lane, previous), timeout=30)
+            raise ConfigurationError(
+                f"the {lane} replicas did not switch to {version} within {timeout:.0f} s "
+                f"(they run {sorted(set(loaded.values()))}); the previous model stays"
+            )
+        time.sleep(0.2)
+    if lane == "production":
+        with contextlib.suppress(ValueError):
+            ray.get(monitor_handle().use_model.remote(model_dir), timeout=60)
+    return loaded
+
+
+def served_model(settings: Settings, lane: str = "production") -> ModelTarget | None:
+    """What the lane's replicas are told to run (None: the lane is not up)."""
+    connect(settings)
+    try:
+        directory = ray.get_actor(MODEL_DIRECTORY_NAME)
+    except ValueError:
+        return None
+    return ray.get(directory.target.remote(lane), timeout=30)
+
+
+def lane_up(
+    settings: Settings, lane: str, model_dir: str, consumers: int = 1, replicas: int = 1
+) -> dict[str, Any]:
+    """Start a candidate's lane (shadow or staging): its Serve app and its own consumer pool.
+    Returns the coordinator's status with the Serve app's `load_s`."""
+    if lane == "production":
+        raise ConfigurationError("use stream_up for the production lane")
+    connect(settings)
+    if lane == "staging":
+        lane_down(settings, lane)  # whatever an interrupted run left behind
+    load_s = deploy_lane_model(settings, lane, model_dir, replicas)
+    coordinator = Coordinator.options(
+        name=lane_named(lane).coordinator_name, lifetime="detached", get_if_exists=True
+    ).remote(settings.model_dump_json(), consumers, model_dir, lane)
+    status = ray.get(coordinator.start.remote(), timeout=300)
+    return {**status, "load_s": load_s}
+
+
+def lane_status(settings: Settings, lane: str) -> dict[str, Any] | None:
+    connect(settings)
+    try:
+        coordinator = ray.get_actor(lane_named(lane).coordinator_name)
+    except ValueError:
+        return None
+    return ray.get(coordinator.status.remote(), timeout=60)
+
+
+def lane_down(settings: Settings, lane: str) -> None:
+    """Stop a lane's consumers and Serve app; production is not touched (and vice versa)."""
+    from ray import serve
+
+    connect(settings)
+    _stop_coordinator(lane_named(lane).coordinator_name)
+    _kill_consumers(lane_named(lane).consumer_prefix)
+    with contextlib.suppress(Exception):
+        serve.delete(lane_named(lane).serve_app)
+    with contextlib.suppress(ValueError):
+        ray.get(ray.get_actor(MODEL_DIRECTORY_NAME).forget.remote(lane), timeout=30)
+
+
+def _kill_consumers(prefix: str) -> None:
+    """Consumers of a lane whose coordinator is gone (a killed `release` command leaves them:
+    they are detached) would hold CPUs and partitions forever."""
+    from ray.util.state import list_actors
+
+    namespace = ray.get_runtime_context().namespace
+    with contextlib.suppress(Exception):
+        for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000):
+            if actor.name and actor.name.startswith(prefix) and actor.ray_namespace == namespace:
+                with contextlib.suppress(ValueError):
+                    ray.kill(ray.get_actor(actor.name), no_restart=True)
+
+
+def _stop_coordinator(name: str) -> None:
+    with contextlib.suppress(ValueError):
+        coordinator = ray.get_actor(name)
+        with contextlib.suppress(Exception):
+            ray.get(coordinator.shutdown.remote(), timeout=60)
+        ray.kill(coordinator, no_restart=True)
 
 
 def register_monitor_target(settings: Settings) -> None:
@@ -102,17 +248,16 @@ def monitor_handle() -> Any:
 
 
 def stream_down(settings: Settings) -> None:
+    """Everything down: the candidate lanes, the production lane, the monitor."""
     from ray import serve
 
-    from serve_app.inference import APP_NAME
-
     connect(settings)
+    for lane in ("shadow", "staging"):
+        lane_down(settings, lane)
     with contextlib.suppress(ValueError):
         ray.kill(monitor_handle(), no_restart=True)
-    with contextlib.suppress(ValueError):
-        coordinator = coordinator_handle()
-        with contextlib.suppress(Exception):
-            ray.get(coordinator.shutdown.remote(), timeout=60)
-        ray.kill(coordinator, no_restart=True)
+    _stop_coordinator(COORDINATOR_NAME)
     with contextlib.suppress(Exception):
-        serve.delete(APP_NAME)
+        serve.delete(lane_named("production").serve_app)
+    with contextlib.suppress(ValueError):
+        ray.kill(ray.get_actor(MODEL_DIRECTORY_NAME), no_restart=True)

@@ -60,8 +60,11 @@ def alarm_message(event: AlarmEvent) -> bytes:
 
 
 class KafkaSink:
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer) -> None:
+    def __init__(
+        self, settings: Settings, producer: AIOKafkaProducer, beats_topic: str | None = None
+    ) -> None:
         self._topics = settings.topics
+        self._beats_topic = beats_topic or settings.topics.beats
         self._producer = producer
 
     async def write(
@@ -76,7 +79,7 @@ class KafkaSink:
         for beat in beats:
             futures.append(
                 await self._producer.send(
-                    self._topics.beats, beat_message(beat, classes), key=beat.device_id.encode()
+                    self._beats_topic, beat_message(beat, classes), key=beat.device_id.encode()
                 )
             )
         for event in alarms:
@@ -107,9 +110,15 @@ class KafkaSink:
         return f"{self._topics.samples}/{letter.partition}/{letter.offset}".encode()
 
 
+BEATS_TABLES = ("beats", "beats_shadow", "beats_staging")
+
+
 class PostgresSink:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, beats_table: str = "beats") -> None:
+        if beats_table not in BEATS_TABLES:  # it is put into SQL text below
+            raise ValueError(f"unknown beats table {beats_table!r}")
         self._pool = pool
+        self._beats_table = beats_table
 
     async def write(self, beats: Sequence[BeatResult], alarms: Sequence[AlarmEvent]) -> None:
         """One transaction per batch; re-delivered keys are ignored."""
@@ -118,10 +127,10 @@ class PostgresSink:
         async with self._pool.acquire() as conn, conn.transaction():
             if beats:
                 await conn.executemany(
-                    """INSERT INTO beats (device_id, sample_index, patient_ref, beat_time, label,
-                                          probabilities, rr_prev_s, model_version, latency_ms)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                       ON CONFLICT (device_id, sample_index) DO NOTHING""",
+                    f"""INSERT INTO {self._beats_table} (device_id, sample_index, patient_ref,
+                            beat_time, label, probabilities, rr_prev_s, model_version, latency_ms)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                        ON CONFLICT DO NOTHING""",
                     [
                         (
                             b.device_id,

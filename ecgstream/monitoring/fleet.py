@@ -54,6 +54,7 @@ class FleetMonitor:
         drift: DriftConfig | None = None,
     ) -> None:
         self.quality_config = quality or QualityConfig()
+        self._drift_config = drift
         self.drift = FleetDrift(reference, drift)
         self._devices: dict[str, DeviceQuality] = {}
         self._physiology: dict[str, _Physiology] = {}
@@ -61,6 +62,11 @@ class FleetMonitor:
         self.windows = 0
         self.beats = 0
         self.faults_raised: Counter[str] = Counter()
+
+    def use_reference(self, reference: dict[str, Any]) -> None:
+        """A new model: drift is judged against its reference from now on (the windows
+        collected under the old model are not mixed in). Signal quality is model-independent."""
+        self.drift = FleetDrift(reference, self._drift_config)
 
     def observe_windows(self, windows: list[WindowStats]) -> list[Alarm]:
         """Chunk statistics in arrival order; returns newly raised technical alarms."""

@@ -242,9 +242,9 @@ class LagProbe:
         await self._admin.close()
 
     async def lag(self) -> int:
-        from actors.consumer import PIPELINE_GROUP
+        from actors.lanes import lane
 
-        committed = await self._admin.list_consumer_group_offsets(PIPELINE_GROUP)
+        committed = await self._admin.list_consumer_group_offsets(lane("production").consumer_group)
         topic = self._settings.topics.samples
         mine = {tp: meta.offset for tp, meta in committed.items() if tp.topic == topic}
         ends = await self._reader.end_offsets(list(mine))

@@ -93,6 +93,7 @@ async def replay(
     chunk_s: float = 1.0,
     duration_s: float | None = None,
     prefix: str = "dev",
+    topic: str | None = None,
     on_tick: Callable[[int, ReplayStats], None] = lambda tick, stats: None,
 ) -> ReplayStats:
     loaded: dict[str, EcgRecord] = {name: load_record(data_dir, name) for name in set(records)}
@@ -120,7 +121,9 @@ async def replay(
                     payload = encode_chunk(chunk)
                     futures.append(
                         await producer.send(
-                            settings.topics.samples, payload, key=device.device_id.encode()
+                            topic or settings.topics.samples,
+                            payload,
+                            key=device.device_id.encode(),
                         )
                     )
                     stats.chunks += 1
