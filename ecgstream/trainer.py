@@ -7,7 +7,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+from ecgstream.aami import MODEL_CLASSES
 from ecgstream.artifact import (
     ModelArtifact,
     code_version,
@@ -15,11 +17,17 @@ from ecgstream.artifact import (
     reference_statistics,
     save_artifact,
 )
-from ecgstream.dataset import RecordBeats, data_fingerprint, record_beats, training_set
+from ecgstream.dataset import (
+    RecordBeats,
+    TrainingSet,
+    data_fingerprint,
+    record_beats,
+    training_set,
+)
 from ecgstream.ec57 import SePp
 from ecgstream.evaluation import RecordResult, evaluate_record
-from ecgstream.model import count_parameters
-from ecgstream.splits import PACED, holdout_split, patient_folds
+from ecgstream.model import BeatClassifier, count_parameters
+from ecgstream.splits import PACED, PatientSplit, holdout_split, patient_folds
 from ecgstream.stream import PreprocessConfig
 from ecgstream.training import EpochReport, TrainConfig, beat_metrics, train_classifier
 
@@ -67,16 +75,51 @@ def train_and_save(
     result = train_classifier(train, validation, config, on_epoch=on_epoch)
     seconds = time.monotonic() - started
 
-    # the reference distributions come from patients the model did not train on
+    version = write_artifact(
+        out_dir,
+        result.model,
+        config,
+        preprocess,
+        data_dir=data_dir,
+        records=usable,
+        split=split,
+        train=train,
+        validation=validation,
+        training={
+            "best_epoch": result.best_epoch,
+            "epochs_run": len(result.history),
+            "seconds": round(seconds, 1),
+        },
+    )
+    best = max(result.history, key=lambda report: report.validation_macro_f1)
+    return TrainOutcome(version, out_dir, result.best_epoch, best.validation_macro_f1)
+
+
+def write_artifact(
+    out_dir: Path,
+    model: BeatClassifier,
+    config: TrainConfig,
+    preprocess: PreprocessConfig,
+    *,
+    data_dir: Path,
+    records: Sequence[str],
+    split: PatientSplit,
+    train: TrainingSet,
+    validation: TrainingSet,
+    training: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+) -> str:
+    """Save a trained model as an immutable artifact: reference statistics for the monitor (from
+    the validation patients, whom it did not train on) and a model card with its lineage."""
     probe = ModelArtifact(
         path=out_dir,
         version="unsaved",
-        classes=("N", "S", "V", "F"),
+        classes=MODEL_CLASSES,
         model_config=config.model,
         preprocess=preprocess,
         reference={},
         card={},
-        model=result.model,
+        model=model,
     )
     val_proba = probe.predict_proba(validation.windows, validation.rr)
     train_proba = probe.predict_proba(train.windows, train.rr)
@@ -84,35 +127,33 @@ def train_and_save(
     train_f1, train_metrics = beat_metrics(train.targets, train_proba.argmax(axis=1))
     val_f1, val_metrics = beat_metrics(validation.targets, val_proba.argmax(axis=1))
     card = {
-        "model": "1D-CNN over a 256-sample beat window (beat, beat minus the patient's typical "
+        "model": "1D-CNN over the beat window (beat, beat minus the patient's typical "
         "beat) joined with RR interval features; AAMI classes N, S, V, F",
-        "parameters": count_parameters(result.model),
+        "parameters": count_parameters(model),
         "code_version": code_version(),
         "data": {
             "source": str(data_dir),
-            "fingerprint_sha256": data_fingerprint(data_dir, usable),
+            "fingerprint_sha256": data_fingerprint(data_dir, records),
             "train_records": list(split.train),
             "validation_records": list(split.validation),
+            "test_records": list(split.test),
             "class_counts": {
                 "train": train.class_counts(),
                 "validation": validation.class_counts(),
             },
         },
         "hyperparameters": config.to_dict(),
-        "training": {
-            "best_epoch": result.best_epoch,
-            "epochs_run": len(result.history),
-            "seconds": round(seconds, 1),
-        },
+        "training": training,
         "metrics": {
-            "note": "beat-level on detected beats matched to reference beats; EC57 figures "
-            "come from `ecgstream evaluate` / `ecgstream crossval`",
+            "note": "train/validation: beat-level on detected beats matched to reference beats; "
+            "test/holdout: EC57 gross figures through the streaming path",
             "train": {"macro_f1": round(train_f1, 4), "classes": _sepp(train_metrics)},
             "validation": {"macro_f1": round(val_f1, 4), "classes": _sepp(val_metrics)},
+            **(metrics or {}),
         },
     }
-    version = save_artifact(out_dir, result.model, preprocess, reference, card)
-    return TrainOutcome(version, out_dir, result.best_epoch, val_f1)
+    model.eval()
+    return save_artifact(out_dir, model, preprocess, reference, card)
 
 
 def cross_validate(

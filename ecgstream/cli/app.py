@@ -47,6 +47,7 @@ def _register() -> None:
         core_cmd,
         data_cmd,
         demo_cmd,
+        registry_cmd,
         release_cmd,
         stream_cmd,
     )
@@ -56,6 +57,8 @@ def _register() -> None:
     app.add_typer(bench_cmd.bench_app, name="bench")
     app.add_typer(stream_cmd.stream_app, name="stream")
     app.add_typer(release_cmd.release_app, name="release")
+    app.add_typer(registry_cmd.registry_app, name="registry")
+    app.command("tune")(registry_cmd.tune)
     app.command("replay")(stream_cmd.replay)
     app.command("demo")(demo_cmd.demo)
     app.command("train")(core_cmd.train)

@@ -1,4 +1,4 @@
-"""`ecgstream release ...`: the steps of a model release (the holdout gate so far)."""
+"""`ecgstream release ...`: the steps of a model release, one by one or chained (`run`)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
 from ecgstream.cli.app import console, reports_errors
 from ecgstream.settings import load_settings
@@ -54,3 +55,160 @@ def gate(
     console.print(f"decision: [bold]{decision.decision}[/]")
     if not decision.passed:
         raise typer.Exit(1)
+
+
+def _policy(path: Path | None):
+    from ecgstream.release.policy import DEFAULT_POLICY, load_policy
+
+    settings = load_settings()
+    return load_policy(path or settings.release.policy or DEFAULT_POLICY)
+
+
+def _budget(policy, samples: int | None, epochs: int | None, beats: int | None):
+    changes = {
+        k: v
+        for k, v in (("samples", samples), ("max_epochs", epochs), ("beats_per_record", beats))
+        if v is not None
+    }
+    return policy.model_copy(update={"search": policy.search.model_copy(update=changes)})
+
+
+def _write_json(path: Path | None, data: dict) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1, default=str) + "\n")
+
+
+def _print_steps(steps: list) -> None:
+    for step in steps:
+        style = "green" if step.passed else "bold red"
+        console.print(f"[{style}]{step.decision.upper()}[/] {step.name}")
+        for reason in step.reasons:
+            console.print(f"    {reason}", style=None if not reason.startswith("FAIL") else "red")
+
+
+@release_app.command()
+@reports_errors
+def run(
+    samples: int | None = typer.Option(None, min=1, help="trials (default: the policy's)"),
+    epochs: int | None = typer.Option(None, min=1, help="max epochs per trial (policy's)"),
+    beats_per_record: int | None = typer.Option(
+        None, min=0, help="labelled beats per training record, 0 = all (policy's)"
+    ),
+    candidate: str | None = typer.Option(
+        None, help="a registered version: skip search and selection, start at the gate"
+    ),
+    promote_on_pass: bool = typer.Option(True, "--promote/--no-promote"),
+    policy: Path | None = typer.Option(None, help="policy file (default: the reviewed one)"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the report here"),
+) -> None:
+    """Search -> selection -> holdout gate -> staging (infravalidation) -> promotion. Every
+    step's decision is printed and stored in the registry; exit code 1 if any step failed."""
+    from tuning.release import release_run
+
+    rules = _budget(_policy(policy), samples, epochs, beats_per_record)
+    with console.status("release run") as status:
+        report = release_run(
+            load_settings(),
+            rules,
+            candidate=candidate,
+            promote_on_pass=promote_on_pass,
+            progress=lambda text: status.update(text),
+        )
+    _print_steps(report.steps)
+    _write_json(json_out, report.to_dict())
+    console.print(f"promoted: [bold]{report.promoted or 'nothing'}[/] (run {report.run_id})")
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+@release_app.command()
+@reports_errors
+def infravalidate(
+    version: str = typer.Argument(..., help="a registered version"),
+    policy: Path | None = typer.Option(None, help="policy file (default: the reviewed one)"),
+    json_out: Path | None = typer.Option(None, "--json"),
+) -> None:
+    """Stage VERSION beside production and replay the infravalidation patients through it."""
+    from tuning.release import new_run_id, staging_step
+
+    with console.status("infravalidation") as status:
+        step = staging_step(
+            load_settings(), _policy(policy), version, new_run_id(), lambda t: status.update(t)
+        )
+    _print_steps([step])
+    _write_json(json_out, step.to_dict())
+    if not step.passed:
+        raise typer.Exit(1)
+
+
+@release_app.command()
+@reports_errors
+def promote(version: str = typer.Argument(..., help="a registered version")) -> None:
+    """Make VERSION production: the running replicas swap models in place (no gap)."""
+    from tuning.promotion import promote as promote_version
+
+    with console.status(f"promoting {version}"):
+        outcome = promote_version(load_settings(), version)
+    console.print_json(json.dumps(outcome, default=str))
+
+
+@release_app.command()
+@reports_errors
+def rollback() -> None:
+    """Return production to the version it had before the current one."""
+    from tuning.promotion import rollback as roll_back
+
+    with console.status("rolling back"):
+        outcome = roll_back(load_settings())
+    console.print_json(json.dumps(outcome, default=str))
+
+
+@release_app.command()
+@reports_errors
+def shadow(
+    version: str = typer.Argument(..., help="a registered version"),
+    consumers: int = typer.Option(1, min=1, help="consumer actors of the shadow lane"),
+) -> None:
+    """Mirror live traffic to VERSION; its results go to ecg.beats.shadow and beats_shadow,
+    never to alarms. Compare with `release shadow-report`, stop with `release shadow-stop`."""
+    from tuning.promotion import shadow_start
+
+    with console.status(f"starting the shadow lane for {version}"):
+        outcome = shadow_start(load_settings(), version, consumers)
+    console.print_json(json.dumps(outcome))
+
+
+@release_app.command("shadow-stop")
+@reports_errors
+def shadow_stop() -> None:
+    """Stop mirroring traffic to the shadow version."""
+    from tuning.promotion import shadow_stop as stop
+
+    console.print_json(json.dumps(stop(load_settings())))
+
+
+@release_app.command("shadow-report")
+@reports_errors
+def shadow_report(
+    version: str | None = typer.Option(None, help="default: the shadow alias"),
+    json_out: Path | None = typer.Option(None, "--json"),
+) -> None:
+    """Production vs shadow on the same beats: agreement, confusion, beats per class."""
+    from tuning.promotion import shadow_report as compare
+
+    report = compare(load_settings(), version)
+    table = Table(title=f"production (rows) vs shadow {report['shadow_version']} (columns)")
+    labels = sorted(report["beats_per_class"])
+    table.add_column("")
+    for label in labels:
+        table.add_column(label, justify="right")
+    for row in labels:
+        counts = report["confusion_production_vs_shadow"].get(row, {})
+        table.add_row(row, *(str(counts.get(c, 0)) for c in labels))
+    console.print(table)
+    console.print(
+        f"compared beats {report['compared_beats']}, agreement {report['agreement']}, "
+        f"shadow-only beats {report['shadow_only_beats']}"
+    )
+    _write_json(json_out, report)

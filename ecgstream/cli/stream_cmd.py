@@ -19,12 +19,17 @@ stream_app = typer.Typer(help="The streaming pipeline on Ray (needs `ecgstream c
 def up(
     consumers: int = typer.Option(2, min=1, help="consumer actors"),
     replicas: int = typer.Option(1, min=1, help="Serve replicas of the classifier"),
-    model: Path | None = typer.Option(None, help="model artifact (default: the shipped model)"),
+    model: Path | None = typer.Option(
+        None, help="model artifact (default: the registry's production, else the shipped model)"
+    ),
 ) -> None:
     """Deploy the classifier on Ray Serve and start the coordinator and its consumer pool."""
     from actors.pipeline import stream_up
+    from tuning.promotion import production_model_dir
 
-    stream_up(load_settings(), consumers, replicas, str(model) if model else None)
+    settings = load_settings()
+    model_dir = str(model) if model else production_model_dir(settings)
+    stream_up(settings, consumers, replicas, model_dir)
     status()
 
 

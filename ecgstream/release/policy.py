@@ -1,4 +1,5 @@
-"""The release policy file (`tuning/release-policy.toml`), read into typed settings."""
+"""The release policy file (`tuning/release-policy.toml`), read into typed settings: the patient
+splits, the search budget, the holdout gate's rules and the infravalidation limits."""
 
 from __future__ import annotations
 
@@ -30,10 +31,55 @@ class FirstModel(_Strict):
     positive_predictivity: dict[str, float] = {}
 
 
+class Splits(_Strict):
+    """Patient-wise splits: every record is one patient and belongs to one split only."""
+
+    train: tuple[str, ...]
+    validation: tuple[str, ...]  # early stopping and ASHA during the search
+    test: tuple[str, ...]  # selection among the search's best trials; never seen by the search
+    holdout: tuple[str, ...]  # the gate; used by nothing else
+    infravalidation: tuple[str, ...]  # replayed through staging; labels are not needed
+
+    def model_post_init(self, _context: object) -> None:
+        seen: dict[str, str] = {}
+        for split in ("train", "validation", "test", "holdout", "infravalidation"):
+            records = getattr(self, split)
+            if not records:
+                raise ValueError(f"split {split} is empty")
+            for record in records:
+                if record in seen:
+                    raise ValueError(f"record {record} is in {seen[record]} and in {split}")
+                seen[record] = split
+
+
+class SearchPolicy(_Strict):
+    samples: int = Field(8, ge=1)
+    max_epochs: int = Field(12, ge=1)
+    grace_epochs: int = Field(2, ge=1)  # ASHA never stops a trial before this many epochs
+    reduction_factor: int = Field(2, ge=2)
+    cpus_per_trial: float = Field(1.0, gt=0)
+    beats_per_record: int = Field(0, ge=0)  # 0: every labelled beat; else a seeded subsample
+    top_k: int = Field(3, ge=1)  # trials re-scored on the test split
+    seed: int = 0
+
+
+class InfravalidationPolicy(_Strict):
+    load_timeout_s: float = Field(gt=0)
+    minutes_per_record: float = Field(gt=0)
+    speed: float = Field(gt=0)  # replay speed (x real time)
+    p99_latency_ms: float = Field(gt=0)
+    probability_tolerance: float = Field(ge=0)
+    max_replica_rss_mb: float = Field(gt=0)
+    attempts: int = Field(ge=1)
+
+
 class ReleasePolicy(_Strict):
     primary_metric: str = "macro_f1"
+    splits: Splits
+    search: SearchPolicy = SearchPolicy()
     against_production: AgainstProduction
     first_model: FirstModel
+    infravalidation: InfravalidationPolicy
 
     def model_post_init(self, _context: object) -> None:
         if self.primary_metric != "macro_f1":

@@ -1,0 +1,244 @@
+"""`ecgstream release run`: search -> selection -> holdout gate -> staging -> promotion.
+
+Each step decides pass or fail with its reasons; the first failure ends the run (nothing later
+runs, nothing is promoted). Every decision is stored in the registry, so a version's history
+says why it was, or was not, released.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ecgstream.artifact import load_artifact
+from ecgstream.evaluation import evaluate_records
+from ecgstream.io.registry import ModelVersion, Registry
+from ecgstream.release.gate import holdout_gate
+from ecgstream.release.policy import ReleasePolicy
+from ecgstream.release.report import ReleaseReport, StepDecision
+from ecgstream.settings import Settings
+from ecgstream.stream import PreprocessConfig
+from tuning.promotion import promote, with_registry
+from tuning.search import SearchOutcome, load_search_data, run_search
+from tuning.selection import (
+    EXPECTED_FILE,
+    as_artifact,
+    expected_predictions,
+    select_on_test,
+    write_candidate,
+)
+
+Progress = Callable[[str], None]
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    search: SearchOutcome
+    version: ModelVersion
+    decisions: list[StepDecision]
+
+
+def tune_and_register(
+    settings: Settings,
+    policy: ReleasePolicy,
+    run_id: str,
+    *,
+    name: str | None = None,
+    resume: bool = True,
+    progress: Progress = lambda text: None,
+    verbose: int = 1,
+) -> TuneResult | list[StepDecision]:
+    """Search and selection; the selected model is registered with its lineage and the
+    offline predictions infravalidation will compare serving with. Returns the failed step's
+    decisions when there is nothing to register."""
+    from actors.pipeline import connect
+
+    data_dir = settings.records_dir
+    preprocess = PreprocessConfig()
+    name = name or f"search-{run_id}"
+    progress(f"loading the search data ({len(policy.splits.train)} train patients)")
+    data = load_search_data(
+        data_dir, policy.splits, preprocess, policy.search.beats_per_record, policy.search.seed
+    )
+    connect(settings)
+    progress(f"searching: {policy.search.samples} trials, up to {policy.search.max_epochs} epochs")
+    search = run_search(
+        data, policy.search, settings.state_dir / "tune", name, resume=resume, verbose=verbose
+    )
+    summary = search.summary()
+    searched = StepDecision(
+        "search",
+        bool(search.best(1)),
+        [
+            f"{summary['trials']} trials ({summary['stopped_early']} stopped early by ASHA), "
+            f"best validation macro-F1 {summary['best_val_macro_f1'] or 0:.3f} "
+            f"on patients {', '.join(policy.splits.validation)}"
+            + (" (resumed)" if search.resumed else "")
+        ],
+        summary,
+    )
+    _record(settings, run_id, None, searched)
+    if not searched.passed:
+        return [searched]
+
+    progress(f"selecting among the best {policy.search.top_k} trials on the test patients")
+    selection = select_on_test(search, policy, data_dir, preprocess, on_trial=progress)
+    progress("recording the offline predictions for infravalidation")
+    expected = expected_predictions(
+        as_artifact(selection.model, preprocess, "candidate"),
+        data_dir,
+        policy.splits.infravalidation,
+        policy.infravalidation.minutes_per_record,
+    )
+    with tempfile.TemporaryDirectory(prefix="ecgstream-candidate-") as tmp:
+        write_candidate(
+            selection,
+            data,
+            policy,
+            data_dir,
+            preprocess,
+            Path(tmp) / "model",
+            search.experiment.name,
+        )
+        version = with_registry(
+            settings,
+            lambda r: r.register(
+                Path(tmp) / "model",
+                produced_by=f"tune:{search.experiment.name}/{selection.trial.trial_id}",
+                extra_files={EXPECTED_FILE: expected},
+            ),
+        )
+    selected = StepDecision(
+        "selection",
+        True,
+        [
+            f"trial {selection.trial.trial_id}: test macro-F1 {selection.test['macro_f1']:.3f} "
+            f"on patients {', '.join(policy.splits.test)} (best of {len(selection.ranking)})",
+            f"registered as {version.version}",
+        ],
+        {"ranking": selection.ranking, "test": selection.test, "version": version.version},
+    )
+    _record(settings, run_id, version.version, selected)
+    return TuneResult(search, version, [searched, selected])
+
+
+def gate_step(
+    settings: Settings, policy: ReleasePolicy, version: str, run_id: str, progress: Progress
+) -> StepDecision:
+    """The holdout gate against the registry's production version (absolute thresholds when
+    there is none)."""
+    data_dir = settings.records_dir
+
+    async def models(registry: Registry) -> tuple[Path, str | None, Path | None]:
+        production = await registry.alias("production")
+        return (
+            await registry.artifact_dir(version),
+            production,
+            None if production is None else await registry.artifact_dir(production),
+        )
+
+    candidate_dir, production, production_dir = with_registry(settings, models)
+    holdout = policy.splits.holdout
+    progress(f"scoring {version} on the holdout patients {', '.join(holdout)}")
+    mine = [r.score for r in evaluate_records(load_artifact(candidate_dir), data_dir, holdout)]
+    theirs = None
+    if production_dir is not None:
+        progress(f"scoring production {production} on the same patients")
+        theirs = [
+            r.score for r in evaluate_records(load_artifact(production_dir), data_dir, holdout)
+        ]
+    gate = holdout_gate(mine, theirs, policy)
+    metrics = {**gate.metrics, "production_version": production, "records": list(holdout)}
+    decision = StepDecision("gate", gate.passed, gate.reasons, metrics)
+    _record(settings, run_id, version, decision)
+    with_registry(settings, lambda r: r.add_metrics(version, "holdout", gate.metrics["candidate"]))
+    return decision
+
+
+def staging_step(
+    settings: Settings, policy: ReleasePolicy, version: str, run_id: str, progress: Progress
+) -> StepDecision:
+    from tuning.infravalidation import infravalidate
+
+    model_dir = with_registry(settings, lambda r: r.artifact_dir(version))
+    expected_path = model_dir / EXPECTED_FILE
+    if not expected_path.exists():
+        decision = StepDecision(
+            "staging", False, [f"no offline predictions recorded for {version} ({EXPECTED_FILE})"]
+        )
+    else:
+        with_registry(settings, lambda r: r.set_alias("staging", version, "staged"))
+        result = infravalidate(
+            settings,
+            version,
+            model_dir,
+            expected_path.read_bytes(),
+            policy.infravalidation,
+            settings.records_dir,
+            on_progress=progress,
+        )
+        decision = StepDecision("staging", result.passed, result.reasons, result.metrics)
+    _record(settings, run_id, version, decision)
+    return decision
+
+
+def release_run(
+    settings: Settings,
+    policy: ReleasePolicy,
+    *,
+    candidate: str | None = None,
+    promote_on_pass: bool = True,
+    progress: Progress = lambda text: None,
+    verbose: int = 1,
+) -> ReleaseReport:
+    """The whole chain; with `candidate` (a registered version) it starts at the gate."""
+    run_id = new_run_id()
+    report = ReleaseReport(run_id)
+    if candidate is None:
+        tuned = tune_and_register(settings, policy, run_id, progress=progress, verbose=verbose)
+        if isinstance(tuned, list):
+            report.steps += tuned
+            return report
+        report.steps += tuned.decisions
+        candidate = tuned.version.version
+    version = report.candidate = candidate
+    for step in (gate_step, staging_step):
+        decision = step(settings, policy, version, run_id, progress)
+        report.steps.append(decision)
+        if not decision.passed:
+            return report
+    if promote_on_pass:
+        progress(f"promoting {version}")
+        try:
+            outcome = promote(settings, version, reason="release run", run_id=run_id)
+            report.steps.append(
+                StepDecision(
+                    "promotion",
+                    True,
+                    [f"production {outcome['previous'] or 'shipped default'} -> {version}"],
+                    outcome,
+                )
+            )
+            report.promoted = version
+        except Exception as exc:  # the switch timed out or was refused: production unchanged
+            failed = StepDecision("promotion", False, [f"not promoted: {exc}"[:500]])
+            _record(settings, run_id, version, failed)
+            report.steps.append(failed)
+    return report
+
+
+def _record(settings: Settings, run_id: str, version: str | None, decision: StepDecision) -> None:
+    with_registry(
+        settings,
+        lambda r: r.record_decision(
+            run_id, version, decision.name, decision.passed, decision.reasons, decision.metrics
+        ),
+    )
