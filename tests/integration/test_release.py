@@ -1,0 +1,321 @@
+"""The release pipeline on the real stack: Ray Tune on the stack's Ray, the registry in the real
+PostgreSQL, staging and shadow lanes fed through the real Kafka, promotion and rollback while
+the production pipeline classifies live traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import json
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import asyncpg
+import numpy as np
+import pytest
+import ray
+import torch
+
+from actors.pipeline import lane_status
+from ecgstream.artifact import load_artifact, save_artifact
+from ecgstream.model import BeatClassifier, ModelConfig
+from ecgstream.release.policy import load_policy
+from ecgstream.settings import Settings
+from ecgstream.tools.replay import replay
+from tests.integration.conftest import settings_env
+from tests.integration.pipeline_support import (
+    RECORDS,
+    kafka_beats,
+    offline_reference,
+    topic_messages,
+    wait_for_beats,
+)
+from tuning.promotion import (
+    promote,
+    rollback,
+    shadow_report,
+    shadow_start,
+    shadow_stop,
+    with_registry,
+)
+from tuning.release import new_run_id, staging_step
+from tuning.selection import EXPECTED_FILE, as_artifact, expected_predictions
+
+SHIPPED_VERSION = load_artifact().version
+
+
+def _cli(settings: Settings, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("ecgstream")), *args],
+        env={**settings_env(settings), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _register(
+    settings: Settings,
+    tmp: Path,
+    model: BeatClassifier,
+    *,
+    saved_preprocess: object | None = None,
+    minutes: float = 1.0,
+    mitdb: Path,
+) -> str:
+    """Save `model` as an artifact (with `saved_preprocess` written into it, if given) and
+    register it with offline predictions computed from the in-memory model and the *correct*
+    preprocessing, as selection does."""
+    base = load_artifact()
+    records = load_policy().splits.infravalidation
+    expected = expected_predictions(
+        as_artifact(model, base.preprocess, "candidate"), mitdb, records, minutes
+    )
+    out = tmp / f"model-{uuid.uuid4().hex[:6]}"
+    save_artifact(out, model, saved_preprocess or base.preprocess, base.reference, {"test": 1})
+    registered = with_registry(
+        settings, lambda r: r.register(out, "test", extra_files={EXPECTED_FILE: expected})
+    )
+    return registered.version
+
+
+def _perturbed(seed: int) -> BeatClassifier:
+    """The shipped model with its weights nudged: a distinct version with the same behaviour."""
+    model = copy.deepcopy(load_artifact().model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1e-6 * torch.randn(p.shape, generator=generator))
+    return model.eval()
+
+
+def _test_policy(**infravalidation: float) -> object:
+    policy = load_policy()
+    changes = {"minutes_per_record": 1.0, "speed": 10.0, "attempts": 1, **infravalidation}
+    return policy.model_copy(
+        update={"infravalidation": policy.infravalidation.model_copy(update=changes)}
+    )
+
+
+# -- search -----------------------------------------------------------------------------------
+
+
+def test_search_stops_trials_early_and_resumes_after_a_kill(
+    pipeline: Settings, tmp_path: Path
+) -> None:
+    name = f"itest-{uuid.uuid4().hex[:6]}"
+    args = ["tune", "--samples", "4", "--epochs", "4", "--beats-per-record", "150"]
+    args += ["--name", name, "--json", str(tmp_path / "tune.json")]
+    experiment = pipeline.state_dir / "tune" / name
+    env = {**settings_env(pipeline), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    first = subprocess.Popen(
+        [str(Path(sys.executable).with_name("ecgstream")), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not list(experiment.glob("trial_*/checkpoint_*")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    first.kill()  # interrupted after the first checkpoint
+    first.wait()
+    assert list(experiment.glob("trial_*/checkpoint_*"))
+
+    second = _cli(pipeline, *args)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    steps = json.loads((tmp_path / "tune.json").read_text())["steps"]
+    search = steps[0]
+    assert search["name"] == "search" and search["decision"] == "pass"
+    assert search["metrics"]["resumed"] is True
+    assert search["metrics"]["trials"] == 4
+    assert search["metrics"]["stopped_early"] >= 1  # ASHA cut at least one trial short
+    assert steps[1]["name"] == "selection" and steps[1]["decision"] == "pass"
+    version = steps[1]["metrics"]["version"]
+    found = with_registry(pipeline, lambda r: r.get(version))
+    assert found is not None and found.produced_by.startswith(f"tune:{name}/")
+    assert found.data_fingerprint and found.hyperparameters["model"]["window"] in (
+        160,
+        192,
+        224,
+        256,
+    )
+    assert {"train", "validation", "test"} <= set(found.metrics)
+    assert (found.location / EXPECTED_FILE).exists()
+
+
+# -- staging and infravalidation ---------------------------------------------------------------
+
+
+def test_infravalidation_passes_a_faithful_candidate(
+    pipeline: Settings, mitdb_dir: Path, tmp_path: Path
+) -> None:
+    version = _register(pipeline, tmp_path, _perturbed(1), mitdb=mitdb_dir)
+    step = staging_step(pipeline, _test_policy(), version, new_run_id(), lambda text: None)
+    assert step.passed, step.reasons
+    metrics = step.metrics["attempts"][0]
+    assert all(c["missing"] == 0 and c["extra"] == 0 for c in metrics["predictions"].values())
+    assert metrics["latency_ms"]["beats"] > 200  # 4 patients x 1 minute
+    decisions = with_registry(pipeline, lambda r: r.decisions(version))
+    assert [d.step for d in decisions] == ["staging"] and decisions[0].decision == "pass"
+    assert lane_status(pipeline, "staging") is None  # the staging lane is gone afterwards
+
+
+def test_infravalidation_fails_a_candidate_exported_with_wrong_preprocessing(
+    pipeline: Settings, mitdb_dir: Path, tmp_path: Path
+) -> None:
+    base = load_artifact().preprocess
+    broken = replace(base, beat=replace(base.beat, template_beats=2))
+    version = _register(pipeline, tmp_path, _perturbed(2), saved_preprocess=broken, mitdb=mitdb_dir)
+    step = staging_step(
+        pipeline, _test_policy(attempts=2), version, new_run_id(), lambda text: None
+    )
+    assert not step.passed
+    failed = [r for r in step.reasons if r.startswith("FAIL")]
+    assert len(failed) == 1 and "probabilities equal offline" in failed[0]
+    assert len(step.metrics["attempts"]) == 1  # deterministic: not retried
+
+
+def test_infravalidation_fails_a_candidate_too_slow_for_the_slo(
+    pipeline: Settings, mitdb_dir: Path, tmp_path: Path
+) -> None:
+    torch.manual_seed(3)
+    slow = BeatClassifier(ModelConfig(channels=(256, 256, 256), kernel_size=63)).eval()
+    version = _register(pipeline, tmp_path, slow, minutes=0.5, mitdb=mitdb_dir)
+    step = staging_step(
+        pipeline, _test_policy(p99_latency_ms=1000), version, new_run_id(), lambda text: None
+    )
+    assert not step.passed
+    failed = [r for r in step.reasons if r.startswith("FAIL")]
+    assert len(failed) == 1 and "p99 latency" in failed[0], step.reasons
+    assert any(r.startswith("ok: probabilities equal offline") for r in step.reasons)
+
+
+# -- promotion, rollback, shadow ---------------------------------------------------------------
+
+
+async def _beat_versions(settings: Settings, table: str, prefix: str) -> dict:
+    conn = await asyncpg.connect(settings.postgres_dsn())
+    try:
+        rows = await conn.fetch(
+            f"SELECT device_id, sample_index, model_version FROM {table} "
+            "WHERE device_id LIKE $1 ORDER BY device_id, sample_index",
+            f"{prefix}-%",
+        )
+    finally:
+        await conn.close()
+    return {(r["device_id"], r["sample_index"]): r["model_version"] for r in rows}
+
+
+async def test_promotion_and_rollback_during_live_replay_lose_and_double_nothing(
+    pipeline: Settings, mitdb_dir: Path, tmp_path: Path
+) -> None:
+    candidate = await asyncio.to_thread(
+        _register, pipeline, tmp_path, _perturbed(4), mitdb=mitdb_dir
+    )
+    prefix = f"prom{uuid.uuid4().hex[:6]}"
+    duration = 90
+    expected = offline_reference(mitdb_dir, 3, duration, prefix)
+    feeding = asyncio.create_task(
+        replay(pipeline, mitdb_dir, RECORDS, 3, speed=6, duration_s=duration, prefix=prefix)
+    )
+    await asyncio.sleep(4)
+    promoted = await asyncio.to_thread(promote, pipeline, candidate)
+    assert promoted["pipeline"] == "switched"
+    assert set(promoted["replicas"].values()) == {candidate}
+    await asyncio.sleep(4)
+    rolled = await asyncio.to_thread(rollback, pipeline)
+    assert rolled == {**rolled, "rolled_back": candidate, "production": None}
+    await feeding
+
+    stored = await wait_for_beats(pipeline, prefix, len(expected.beats), timeout_s=300)
+    assert set(stored) == set(expected.beats)  # none lost, none doubled (primary key)
+    versions = await _beat_versions(pipeline, "beats", prefix)
+    assert set(versions.values()) == {SHIPPED_VERSION, candidate}
+    for device in {d for d, _ in versions}:
+        sequence = [v for (d, _), v in sorted(versions.items()) if d == device]
+        switches = sum(a != b for a, b in itertools.pairwise(sequence))
+        assert switches <= 2, f"{device}: the version flipped back and forth"
+    # Kafka subscribers see the version of every beat too
+    in_kafka = kafka_beats(await topic_messages(pipeline, pipeline.topics.beats), prefix)
+    assert set(in_kafka) == {f"{d}:{s}" for d, s in expected.beats}
+    assert await asyncio.to_thread(with_registry, pipeline, lambda r: r.alias("production")) is None
+    history = await asyncio.to_thread(with_registry, pipeline, lambda r: r.alias_history())
+    assert [h["reason"] for h in history[:2]] == ["rollback", "promote"]
+
+
+async def test_shadow_mirrors_live_traffic_and_never_alarms(
+    pipeline: Settings, mitdb_dir: Path, tmp_path: Path
+) -> None:
+    candidate = await asyncio.to_thread(
+        _register, pipeline, tmp_path, _perturbed(5), mitdb=mitdb_dir
+    )
+    await asyncio.to_thread(shadow_start, pipeline, candidate)
+    try:
+        prefix = f"shad{uuid.uuid4().hex[:6]}"
+        expected = offline_reference(mitdb_dir, 3, 60, prefix)
+        await replay(pipeline, mitdb_dir, RECORDS, 3, speed=10, duration_s=60, prefix=prefix)
+        stored = await wait_for_beats(pipeline, prefix, len(expected.beats))
+        assert set(stored) == set(expected.beats)
+        deadline = time.monotonic() + 120
+        while True:
+            shadowed = await _beat_versions(pipeline, "beats_shadow", prefix)
+            if len(shadowed) >= len(expected.beats) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+        assert set(shadowed) == set(expected.beats)  # every live beat mirrored
+        assert set(shadowed.values()) == {candidate}
+        assert set((await _beat_versions(pipeline, "beats", prefix)).values()) == {SHIPPED_VERSION}
+        status = await asyncio.to_thread(lane_status, pipeline, "shadow")
+        assert sum(c["alarms"] for c in status["consumers"]) == 0
+        assert sum(c["beats"] for c in status["consumers"]) >= len(expected.beats)
+        in_shadow_topic = kafka_beats(
+            await topic_messages(pipeline, pipeline.topics.beats_shadow), prefix
+        )
+        assert set(in_shadow_topic) == {f"{d}:{s}" for d, s in expected.beats}
+        report = await asyncio.to_thread(shadow_report, pipeline)
+        assert report["shadow_version"] == candidate
+        assert report["compared_beats"] >= len(expected.beats)
+        assert report["agreement"] > 0.99  # the same model, nudged
+    finally:
+        stopped = await asyncio.to_thread(shadow_stop, pipeline)
+    assert stopped["stopped"] == candidate
+    assert await asyncio.to_thread(lane_status, pipeline, "shadow") is None
+
+
+# -- the one command ---------------------------------------------------------------------------
+
+
+def test_release_run_reports_every_step_in_the_contract_format(
+    pipeline: Settings, tmp_path: Path
+) -> None:
+    out = tmp_path / "release.json"
+    args = ["release", "run", "--samples", "2", "--epochs", "2", "--beats-per-record", "150"]
+    result = _cli(pipeline, *args, "--json", str(out))
+    report = json.loads(out.read_text())
+    names = [s["name"] for s in report["steps"]]
+    assert names[:3] == ["search", "selection", "gate"]
+    for step in report["steps"]:
+        assert step["decision"] in ("pass", "fail") and step["reasons"]
+    passed = all(s["decision"] == "pass" for s in report["steps"])
+    assert result.returncode == (0 if passed else 1), result.stderr[-2000:]
+    if passed:
+        assert names == ["search", "selection", "gate", "staging", "promotion"]
+        assert report["promoted"] == report["candidate"]
+        rollback(pipeline)  # leave production as the other tests expect it
+    else:
+        assert report["promoted"] is None
+        assert names[-1] == next(s["name"] for s in report["steps"] if s["decision"] == "fail")
+    decisions = with_registry(pipeline, lambda r: r.decisions(report["candidate"]))
+    assert [d.step for d in decisions][:2] == ["selection", "gate"]
+    assert np.all([d.run_id == report["run_id"] for d in decisions])
+
+
+@pytest.fixture(autouse=True)
+def _ray_connected(pipeline: Settings) -> None:
+    assert ray.is_initialized()
