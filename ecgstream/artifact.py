@@ -42,6 +42,22 @@ class ModelArtifact:
     card: dict[str, Any]
     model: BeatClassifier
 
+    @classmethod
+    def in_memory(
+        cls, model: BeatClassifier, preprocess: PreprocessConfig, version: str = "unsaved"
+    ) -> ModelArtifact:
+        """A trained model not saved (yet), to score it exactly as a loaded one."""
+        return cls(
+            path=Path(),
+            version=version,
+            classes=MODEL_CLASSES,
+            model_config=model.config,
+            preprocess=preprocess,
+            reference={},
+            card={},
+            model=model,
+        )
+
     @torch.inference_mode()
     def predict_proba(self, windows: np.ndarray, rr: np.ndarray, batch: int = 1024) -> np.ndarray:
         """Class probabilities, float32 (n, n_classes)."""

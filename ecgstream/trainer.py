@@ -9,7 +9,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ecgstream.aami import MODEL_CLASSES
 from ecgstream.artifact import (
     ModelArtifact,
     code_version,
@@ -111,16 +110,7 @@ def write_artifact(
 ) -> str:
     """Save a trained model as an immutable artifact: reference statistics for the monitor (from
     the validation patients, whom it did not train on) and a model card with its lineage."""
-    probe = ModelArtifact(
-        path=out_dir,
-        version="unsaved",
-        classes=MODEL_CLASSES,
-        model_config=config.model,
-        preprocess=preprocess,
-        reference={},
-        card={},
-        model=model,
-    )
+    probe = ModelArtifact.in_memory(model, preprocess)
     val_proba = probe.predict_proba(validation.windows, validation.rr)
     train_proba = probe.predict_proba(train.windows, train.rr)
     reference = reference_statistics(validation.windows, validation.rr, val_proba, probe.classes)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ecgstream.artifact import load_artifact
+from ecgstream.artifact import ModelArtifact, load_artifact
 from ecgstream.evaluation import evaluate_records
 from ecgstream.io.registry import ModelVersion, Registry
 from ecgstream.release.gate import holdout_gate
@@ -26,7 +26,6 @@ from tuning.promotion import promote, with_registry
 from tuning.search import SearchOutcome, load_search_data, run_search
 from tuning.selection import (
     EXPECTED_FILE,
-    as_artifact,
     expected_predictions,
     select_on_test,
     write_candidate,
@@ -93,7 +92,7 @@ def tune_and_register(
     selection = select_on_test(search, policy, data_dir, preprocess, on_trial=progress)
     progress("recording the offline predictions for infravalidation")
     expected = expected_predictions(
-        as_artifact(selection.model, preprocess, "candidate"),
+        ModelArtifact.in_memory(selection.model, preprocess, "candidate"),
         data_dir,
         policy.splits.infravalidation,
         policy.infravalidation.minutes_per_record,

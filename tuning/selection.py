@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from ecgstream.aami import MODEL_CLASSES
 from ecgstream.artifact import ModelArtifact
 from ecgstream.dataset import detect_beats
 from ecgstream.ec57 import class_metrics, macro_f1
@@ -29,20 +28,6 @@ from tuning.search import SearchData, SearchOutcome, TrialOutcome, load_trial_mo
 
 EXPECTED_FILE = "expected-infravalidation.npz"
 CHUNK_S = 1.0  # devices (and the replay) send one-second chunks
-
-
-def as_artifact(model: BeatClassifier, preprocess: PreprocessConfig, version: str) -> ModelArtifact:
-    """An in-memory model wrapped for evaluation, before (or without) being saved."""
-    return ModelArtifact(
-        path=Path(),
-        version=version,
-        classes=MODEL_CLASSES,
-        model_config=model.config,
-        preprocess=preprocess,
-        reference={},
-        card={},
-        model=model,
-    )
 
 
 def ec57_summary(model: ModelArtifact, data_dir: Path, records: Sequence[str]) -> dict[str, Any]:
@@ -77,7 +62,7 @@ def select_on_test(
         on_trial(trial.trial_id)
         config, model = load_trial_model(trial, policy.search)
         test = ec57_summary(
-            as_artifact(model, preprocess, trial.trial_id), data_dir, policy.splits.test
+            ModelArtifact.in_memory(model, preprocess, trial.trial_id), data_dir, policy.splits.test
         )
         scored.append((test["macro_f1"], trial.best_val_macro_f1, trial, config, model, test))
     if not scored:

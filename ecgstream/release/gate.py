@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,17 +24,7 @@ from ecgstream.ec57 import (
     macro_f1,
 )
 from ecgstream.release.policy import ReleasePolicy
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    passed: bool
-    reasons: list[str]
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def decision(self) -> str:
-        return "pass" if self.passed else "fail"
+from ecgstream.release.report import StepDecision
 
 
 def _confusions(scores: Sequence[RecordScore]) -> np.ndarray:
@@ -94,7 +83,7 @@ def holdout_gate(
     candidate: Sequence[RecordScore],
     production: Sequence[RecordScore] | None,
     policy: ReleasePolicy,
-) -> GateDecision:
+) -> StepDecision:
     mine = _summary(candidate)
     metrics: dict[str, Any] = {"candidate": mine}
     reasons: list[str] = []
@@ -119,7 +108,7 @@ def holdout_gate(
                     not math.isnan(value) and value >= limit,
                     f"{c} {name} {value:.3f}, required >= {limit:.3f}",
                 )
-        return GateDecision(passed, reasons, metrics)
+        return StepDecision("gate", passed, reasons, metrics)
 
     if sorted(s.record for s in candidate) != sorted(s.record for s in production):
         raise ValueError("candidate and production must be scored on the same holdout records")
@@ -156,4 +145,4 @@ def holdout_gate(
         f"paired bootstrap over patients: P(not better) {p_not_better:.3f}, required < "
         f"{rule.significance:.3f} (95 % CI of the gain {low:+.3f}..{high:+.3f})",
     )
-    return GateDecision(passed, reasons, metrics)
+    return StepDecision("gate", passed, reasons, metrics)

@@ -22,7 +22,7 @@ import ray
 import torch
 
 from actors.pipeline import lane_status
-from ecgstream.artifact import load_artifact, save_artifact
+from ecgstream.artifact import ModelArtifact, load_artifact, save_artifact
 from ecgstream.model import BeatClassifier, ModelConfig
 from ecgstream.release.policy import load_policy
 from ecgstream.settings import Settings
@@ -44,7 +44,7 @@ from tuning.promotion import (
     with_registry,
 )
 from tuning.release import new_run_id, staging_step
-from tuning.selection import EXPECTED_FILE, as_artifact, expected_predictions
+from tuning.selection import EXPECTED_FILE, expected_predictions
 
 SHIPPED_VERSION = load_artifact().version
 
@@ -75,7 +75,7 @@ def _register(
     base = load_artifact()
     records = load_policy().splits.infravalidation
     expected = expected_predictions(
-        as_artifact(model, base.preprocess, "candidate"), mitdb, records, minutes
+        ModelArtifact.in_memory(model, base.preprocess, "candidate"), mitdb, records, minutes
     )
     out = tmp / f"model-{uuid.uuid4().hex[:6]}"
     save_artifact(out, model, saved_preprocess or base.preprocess, base.reference, {"test": 1})
