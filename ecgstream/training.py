@@ -84,11 +84,22 @@ class EpochTrainer:
     patience, a Ray Tune trial with ASHA. Its whole state (weights, optimiser, schedule, random
     generator) can be saved and restored, so an interrupted search resumes where it was."""
 
-    def __init__(self, train: TrainingSet, validation: TrainingSet, config: TrainConfig) -> None:
+    def __init__(
+        self,
+        train: TrainingSet,
+        validation: TrainingSet,
+        config: TrainConfig,
+        device: str = "cpu",
+    ) -> None:
         seed_everything(config.seed, config.threads)
+        if device != "cpu":
+            # some CUDA kernels (max-pool backward) have no deterministic version: run them and
+            # warn rather than fail; CPU training stays bit-for-bit reproducible
+            torch.use_deterministic_algorithms(True, warn_only=True)
         self.config = config
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.model = BeatClassifier(config.model)
+        self.device = torch.device(device)
+        self.generator = torch.Generator().manual_seed(config.seed)  # on the CPU: same draws
+        self.model = BeatClassifier(config.model).to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
@@ -96,7 +107,9 @@ class EpochTrainer:
             self.optimizer, T_max=config.epochs
         )
         counts = np.bincount(train.targets, minlength=len(MODEL_CLASSES))
-        self.loss_fn = nn.CrossEntropyLoss(weight=class_weights(counts, config.class_weight_power))
+        self.loss_fn = nn.CrossEntropyLoss(
+            weight=class_weights(counts, config.class_weight_power).to(self.device)
+        )
         # copies: the arrays may be read-only views of Ray's object store
         self.windows = torch.tensor(train.windows)
         self.rr = torch.tensor(train.rr)
@@ -120,7 +133,10 @@ class EpochTrainer:
             if config.noise_std:
                 w = w + config.noise_std * torch.randn(w.shape, generator=generator)
             self.optimizer.zero_grad()
-            loss = self.loss_fn(model(w, self.rr[index]), self.targets[index])
+            loss = self.loss_fn(
+                model(w.to(self.device), self.rr[index].to(self.device)),
+                self.targets[index].to(self.device),
+            )
             loss.backward()
             self.optimizer.step()
             total += loss.item()
@@ -135,9 +151,10 @@ class EpochTrainer:
         self.model.eval()
         windows, rr = torch.tensor(data.windows), torch.tensor(data.rr)
         logits = [
-            self.model(windows[b : b + 2048], rr[b : b + 2048]) for b in range(0, len(data), 2048)
+            self.model(windows[b : b + 2048].to(self.device), rr[b : b + 2048].to(self.device))
+            for b in range(0, len(data), 2048)
         ]
-        return torch.cat(logits).argmax(dim=1).numpy() if logits else np.zeros(0, np.int64)
+        return torch.cat(logits).argmax(dim=1).cpu().numpy() if logits else np.zeros(0, np.int64)
 
     def state(self) -> dict:
         return {
@@ -146,6 +163,7 @@ class EpochTrainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),  # dropout draws from the global generator
         }
 
     def load_state(self, state: dict) -> None:
@@ -153,7 +171,8 @@ class EpochTrainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
 
 
 def train_classifier(

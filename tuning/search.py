@@ -105,12 +105,17 @@ def load_search_data(
 
 def _trial(params: dict[str, Any], data: SearchData, epochs: int, seed: int) -> None:
     """One trial: train epoch by epoch, report validation macro-F1, checkpoint each epoch."""
-    threads = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
-    trainer = EpochTrainer(data.train, data.validation, train_config(params, epochs, seed, threads))
+    assigned = ray.get_runtime_context().get_assigned_resources()
+    threads = max(1, int(assigned.get("CPU", 1)))
+    device = "cuda" if assigned.get("GPU", 0) > 0 and torch.cuda.is_available() else "cpu"
+    trainer = EpochTrainer(
+        data.train, data.validation, train_config(params, epochs, seed, threads), device
+    )
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as path:
-            trainer.load_state(torch.load(Path(path) / STATE_FILE, weights_only=False))
+            state = torch.load(Path(path) / STATE_FILE, map_location=device, weights_only=False)
+            trainer.load_state(state)
     while trainer.epoch < epochs:
         report = trainer.run_epoch()
         with tempfile.TemporaryDirectory(prefix="ecgstream-trial-") as path:
@@ -252,7 +257,7 @@ def load_trial_model(trial: TrialOutcome, policy: SearchPolicy) -> tuple[TrainCo
     if trial.checkpoint is None:
         raise ConfigurationError(f"trial {trial.trial_id} has no checkpoint")
     config = trial.train_config(policy)
-    state = torch.load(trial.checkpoint / STATE_FILE, weights_only=False)
+    state = torch.load(trial.checkpoint / STATE_FILE, map_location="cpu", weights_only=False)
     from ecgstream.model import BeatClassifier
 
     model = BeatClassifier(config.model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +13,13 @@ import torch
 
 from actors.lanes import LANE_NAMES, lane
 from ecgstream.beats import BeatConfig
+from ecgstream.dataset import TrainingSet
 from ecgstream.io.registry import to_jsonb
 from ecgstream.model import BeatClassifier, ModelConfig
 from ecgstream.release.policy import DEFAULT_POLICY, Splits, load_policy
 from ecgstream.release.report import ReleaseReport, StepDecision
 from ecgstream.splits import DS1, PACED
+from ecgstream.training import EpochTrainer, TrainConfig
 from tuning.infravalidation import ExpectedRecord, compare_predictions
 from tuning.search import train_config
 
@@ -130,3 +133,33 @@ def test_the_report_has_the_contract_shape() -> None:
         ("gate", "fail"),
     ]
     assert data["promoted"] is None and not report.passed
+
+
+def test_a_trial_resumed_from_its_checkpoint_trains_as_if_never_stopped(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+
+    def data(n: int) -> TrainingSet:
+        return TrainingSet(
+            rng.standard_normal((n, 2, 256)).astype(np.float32),
+            (rng.random((n, 8)) + 0.5).astype(np.float32),
+            rng.integers(0, 4, n),
+            np.full(n, "x"),
+        )
+
+    train, validation = data(300), data(100)
+    config = TrainConfig(epochs=3, threads=1)
+    straight = EpochTrainer(train, validation, config)
+    for _ in range(3):
+        straight.run_epoch()
+    interrupted = EpochTrainer(train, validation, config)
+    interrupted.run_epoch()
+    torch.save(interrupted.state(), tmp_path / "state.pt")
+    resumed = EpochTrainer(train, validation, config)
+    resumed.load_state(torch.load(tmp_path / "state.pt", map_location="cpu", weights_only=False))
+    assert resumed.epoch == 1
+    resumed.run_epoch()
+    resumed.run_epoch()
+    for a, b in zip(
+        straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
