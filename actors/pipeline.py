@@ -71,7 +71,7 @@ def deploy_lane_model(
     directory = model_directory()
     # the target first: a replica that starts now loads it, whatever its argument says
     ray.get(directory.set_target.remote(lane, ModelTarget(version, model_dir)), timeout=30)
-    serve.start(http_options={"host": "127.0.0.1", "port": 8000})
+    start_serve(settings)
     started = time.monotonic()
     serve.run(
         build_app(model_dir, replicas, lane),
@@ -81,6 +81,42 @@ def deploy_lane_model(
     )
     _wait_app_running(lane_named(lane).serve_app, timeout=settings.local.startup_timeout_s)
     return time.monotonic() - started
+
+
+def start_serve(settings: Settings) -> None:
+    """Serve with its HTTP proxy on the configured port (the REST API's); idempotent."""
+    from ray import serve
+
+    serve.start(http_options={"host": "127.0.0.1", "port": settings.local.serve_http_port})
+
+
+def api_up(settings: Settings, model_dir: str | None = None) -> str:
+    """Deploy the REST API (its ingress and classifier replicas); returns its base URL."""
+    from ray import serve
+
+    from serve_app.api import API_APP_NAME, build_api
+
+    connect(settings)
+    model_directory()  # the API's classifier follows the production lane's promotions
+    start_serve(settings)
+    serve.run(
+        build_api(settings.model_dump_json(), model_dir),
+        name=API_APP_NAME,
+        route_prefix="/",
+        blocking=False,
+    )
+    _wait_app_running(API_APP_NAME, timeout=settings.local.startup_timeout_s)
+    return f"http://127.0.0.1:{settings.local.serve_http_port}"
+
+
+def api_down(settings: Settings) -> None:
+    from ray import serve
+
+    from serve_app.api import API_APP_NAME
+
+    connect(settings)
+    with contextlib.suppress(Exception):
+        serve.delete(API_APP_NAME)
 
 
 def _wait_app_running(app: str, timeout: float) -> None:

@@ -106,6 +106,7 @@ class LocalStackSettings(_Frozen):
     ray_metrics_port: Port = 28080
     ray_client_port: Port = 20001
     ray_agent_port: Port = 52365
+    serve_http_port: Port = 8000  # Ray Serve's HTTP proxy: the REST API
     ray_num_cpus: int = Field(2, ge=1)
     ray_object_store_mb: int = Field(1024, ge=78)
     startup_timeout_s: float = Field(120.0, gt=0)

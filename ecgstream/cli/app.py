@@ -42,6 +42,7 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
 def _register() -> None:
     # imported for their side effect of adding commands; kept here to avoid import cycles
     from ecgstream.cli import (
+        api_cmd,
         bench_cmd,
         cluster_cmd,
         core_cmd,
@@ -58,6 +59,8 @@ def _register() -> None:
     app.add_typer(stream_cmd.stream_app, name="stream")
     app.add_typer(release_cmd.release_app, name="release")
     app.add_typer(registry_cmd.registry_app, name="registry")
+    app.add_typer(api_cmd.api_app, name="api")
+    app.add_typer(api_cmd.keys_app, name="api-keys")
     app.command("tune")(registry_cmd.tune)
     app.command("replay")(stream_cmd.replay)
     app.command("demo")(demo_cmd.demo)

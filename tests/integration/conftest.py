@@ -26,6 +26,7 @@ TEST_PORTS = {
     "ray_metrics_port": 28081,
     "ray_client_port": 20002,
     "ray_agent_port": 52366,
+    "serve_http_port": 28000,
 }
 
 

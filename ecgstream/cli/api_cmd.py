@@ -1,0 +1,97 @@
+"""`ecgstream api up | down` and `ecgstream api-keys create | list | revoke`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import typer
+from rich.table import Table
+
+from ecgstream.cli.app import console, reports_errors
+from ecgstream.settings import Settings, load_settings
+
+api_app = typer.Typer(help="The REST API on Ray Serve (needs `ecgstream cluster up`).")
+keys_app = typer.Typer(help="API keys of the REST API (stored hashed in PostgreSQL).")
+
+T = TypeVar("T")
+
+
+def _with_db(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
+    import asyncpg
+
+    async def run() -> T:
+        conn = await asyncpg.connect(settings.postgres_dsn())
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+@api_app.command()
+@reports_errors
+def up() -> None:
+    """Deploy the API (HTTP on 127.0.0.1:<serve_http_port>); OpenAPI at /docs and /openapi.json."""
+    from actors.pipeline import api_up
+    from tuning.promotion import production_model_dir
+
+    settings = load_settings()
+    with console.status("deploying the REST API"):
+        url = api_up(settings, production_model_dir(settings))
+    console.print(f"REST API at [bold]{url}[/] (schema: {url}/openapi.json)")
+
+
+@api_app.command()
+@reports_errors
+def down() -> None:
+    """Remove the API application (the stream is not touched)."""
+    from actors.pipeline import api_down
+
+    api_down(load_settings())
+    console.print("REST API removed")
+
+
+@keys_app.command()
+@reports_errors
+def create(name: str = typer.Option(..., help="who or what the key is for")) -> None:
+    """Create a key. It is printed once and stored only as a hash: keep it."""
+    from ecgstream.io.api_keys import create_key
+
+    key_id, key = _with_db(load_settings(), lambda conn: create_key(conn, name))
+    console.print(f"key id {key_id} for {name!r}:")
+    print(key)  # plain stdout, so scripts can capture it
+
+
+@keys_app.command("list")
+@reports_errors
+def list_keys() -> None:
+    """Key ids, names and state (never the keys)."""
+    from ecgstream.io.api_keys import list_keys as fetch
+
+    table = Table(title="API keys")
+    for column in ("key id", "name", "scopes", "created", "revoked"):
+        table.add_column(column)
+    for key in _with_db(load_settings(), fetch):
+        table.add_row(
+            key.key_id,
+            key.name,
+            ",".join(key.scopes),
+            key.created_at.strftime("%Y-%m-%d %H:%M"),
+            key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "",
+        )
+    console.print(table)
+
+
+@keys_app.command()
+@reports_errors
+def revoke(key_id: str = typer.Argument(...)) -> None:
+    """Revoke a key; the API refuses it within 5 seconds."""
+    from ecgstream.errors import ConfigurationError
+    from ecgstream.io.api_keys import revoke_key
+
+    if not _with_db(load_settings(), lambda conn: revoke_key(conn, key_id)):
+        raise ConfigurationError(f"no active key {key_id}")
+    console.print(f"revoked {key_id}")

@@ -1,0 +1,93 @@
+"""A whole ECG segment classified at once (the REST API, its baseline and the edge runner): the
+stream's own preprocessing, the same alarm rules, one answer. The stream and this path share
+`PatientStream` and `RhythmMonitor`, so a segment gives the beats the stream would give."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ecgstream.alarms import ClassifiedBeat, RhythmMonitor
+from ecgstream.stream import PatientStream, PreprocessConfig, choose_leads
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentBeats:
+    lead: str  # the detection lead
+    samples: np.ndarray  # int64, R peaks as sample indices of the segment
+    windows: np.ndarray  # float32 (n, channels, window)
+    rr: np.ndarray  # float32 (n, n_rr)
+
+    def __len__(self) -> int:
+        return int(self.samples.size)
+
+
+def detect_segment(
+    x_mv: np.ndarray, fs: float, lead_names: Sequence[str], preprocess: PreprocessConfig
+) -> SegmentBeats:
+    """Beats of a (n_leads, n) millivolt segment; raises ValueError if no usable lead."""
+    leads = choose_leads(list(lead_names), preprocess)
+    stream = PatientStream(fs, preprocess)
+    beats = stream.push(np.asarray(x_mv, dtype=np.float32)[leads])
+    beats += stream.flush()
+    channels, window = preprocess.beat.channels, preprocess.beat.window
+    return SegmentBeats(
+        lead=lead_names[leads[0]],
+        samples=np.array([b.device_sample for b in beats], dtype=np.int64),
+        windows=(
+            np.stack([b.features.window for b in beats])
+            if beats
+            else np.zeros((0, channels, window), np.float32)
+        ),
+        rr=np.stack([b.features.rr for b in beats]) if beats else np.zeros((0, 8), np.float32),
+    )
+
+
+def segment_result(
+    beats: SegmentBeats,
+    probabilities: np.ndarray,
+    classes: Sequence[str],
+    model_version: str,
+    fs: float,
+) -> dict[str, Any]:
+    """The answer: every beat with its class and probabilities, and the rhythm alarms the
+    stream's rules raise over the segment (times in seconds from its start)."""
+    labels = [classes[i] for i in probabilities.argmax(axis=1)] if len(beats) else []
+    monitor = RhythmMonitor("segment")
+    out_beats, alarms = [], []
+    previous: int | None = None
+    for sample, label, proba in zip(beats.samples.tolist(), labels, probabilities, strict=True):
+        time_s = sample / fs
+        rr_prev = None if previous is None else (sample - previous) / fs
+        previous = sample
+        for alarm in monitor.add(ClassifiedBeat(sample, time_s, label, rr_prev)):
+            alarms.append(
+                {
+                    "kind": alarm.kind,
+                    "severity": alarm.severity,
+                    "start_sample": alarm.start_sample,
+                    "start_time_s": round(alarm.start_time, 3),
+                    "evidence": alarm.evidence,
+                }
+            )
+        out_beats.append(
+            {
+                "sample": sample,
+                "time_s": round(time_s, 4),
+                "label": label,
+                "probabilities": {
+                    c: round(float(p), 5) for c, p in zip(classes, proba, strict=True)
+                },
+            }
+        )
+    return {
+        "model_version": model_version,
+        "fs": fs,
+        "lead": beats.lead,
+        "n_beats": len(out_beats),
+        "beats": out_beats,
+        "alarms": alarms,
+    }

@@ -1,0 +1,331 @@
+"""The REST API: on-demand classification of ECG segments over HTTP (Ray Serve + FastAPI).
+
+    POST /v1/classify        JSON segment (millivolts)           -> beats, alarms, model version
+    POST /v1/classify/wfdb   a WFDB record upload (.hea + .dat)  -> the same
+    GET  /v1/models          the version serving and the registry's aliases
+    GET  /healthz, /readyz   liveness (no auth) and readiness (classifier and key cache)
+
+Every /v1 route needs an API key (`Authorization: Bearer ecgk_...`); keys live hashed in
+PostgreSQL and are cached here for KEY_REFRESH_S, so a revoked key stops working within that.
+The classifier is the same Serve deployment class the stream uses, in the production lane, so
+a promotion switches the API too. Nothing of a request's samples is logged.
+"""
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from starlette.datastructures import UploadFile
+
+from ecgstream.api_schema import (
+    MAX_BODY_BYTES,
+    MAX_FS,
+    MAX_LEADS,
+    MAX_SECONDS,
+    MIN_FS,
+    MIN_SECONDS,
+    ClassifyResponse,
+    ErrorResponse,
+    ModelInfo,
+    ModelsResponse,
+    SegmentRequest,
+)
+from ecgstream.artifact import load_artifact
+from ecgstream.io.api_keys import active_keys, parse_key, secret_matches
+from ecgstream.segment import SegmentBeats, detect_segment, segment_result
+from ecgstream.settings import Settings
+from serve_app.inference import BeatBatch, BeatClassifierDeployment
+
+log = logging.getLogger("ecgstream.api")
+
+API_APP_NAME = "ecgstream-api"
+KEY_REFRESH_S = 5.0
+UNAUTHORIZED = "invalid or missing credentials"
+
+api = FastAPI(
+    title="ecgstream API",
+    version="1",
+    description="Beat classification (AAMI N, S, V, F) and rhythm alarms for ECG segments.",
+    responses={
+        401: {"model": ErrorResponse, "description": "no valid API key"},
+        403: {"model": ErrorResponse, "description": "the key may not do this"},
+    },
+)
+
+
+@api.middleware("http")
+async def limit_body(request: Request, call_next: Any) -> Any:
+    """Refuse a body over the limit before reading it (413), and bodies of unknown length."""
+    if request.method == "POST":
+        length = request.headers.get("content-length")
+        if length is None:
+            return JSONResponse({"detail": "Content-Length is required"}, status_code=411)
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            return JSONResponse(
+                {"detail": f"body larger than {MAX_BODY_BYTES} bytes"}, status_code=413
+            )
+    return await call_next(request)
+
+
+class KeyCache:
+    """Active keys from PostgreSQL, refreshed at most every KEY_REFRESH_S."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._keys: dict[str, tuple[str, tuple[str, ...]]] | None = None
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._keys is not None
+
+    async def scopes(self, presented: str) -> tuple[str, ...] | None:
+        """The key's scopes, or None for any unknown, malformed or revoked key."""
+        await self._refresh()
+        parsed = parse_key(presented)
+        if parsed is None or self._keys is None:
+            return None
+        found = self._keys.get(parsed[0])
+        if found is None or not secret_matches(parsed[1], found[0]):
+            return None
+        return found[1]
+
+    async def _refresh(self) -> None:
+        if time.monotonic() - self._loaded_at < KEY_REFRESH_S:
+            return
+        async with self._lock:
+            if time.monotonic() - self._loaded_at < KEY_REFRESH_S:
+                return
+            import asyncpg
+
+            try:
+                conn = await asyncpg.connect(self._settings.postgres_dsn(), timeout=5)
+                try:
+                    self._keys = await active_keys(conn)
+                finally:
+                    await conn.close()
+                self._loaded_at = time.monotonic()
+            except Exception as exc:  # keep the last good keys; unknown until first load
+                log.warning("API keys not refreshed: %s", type(exc).__name__)
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip()
+    return request.headers.get("x-api-key", "")
+
+
+async def _registry_aliases(settings: Settings) -> list[dict[str, str]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(settings.postgres_dsn(), timeout=5)
+    try:
+        rows = await conn.fetch("SELECT alias, version FROM model_aliases ORDER BY alias")
+    finally:
+        await conn.close()
+    return [{"version": r["version"], "role": r["alias"]} for r in rows]
+
+
+def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """Pydantic's errors as plain JSON: where, and what is wrong."""
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+def _read_wfdb(header: bytes, signal: bytes) -> tuple[np.ndarray, float, list[str]]:
+    """A WFDB record from its two files, as float32 millivolts (the stream's conversion)."""
+    import wfdb
+
+    from ecgstream.wire import adc_to_millivolts
+
+    text = header.decode("ascii", errors="strict") if header else ""
+    first = text.split()
+    if not first:
+        raise HTTPException(422, "the header file is empty")
+    name = first[0].split("/")[0]
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise HTTPException(422, "the header names no valid record")
+    with tempfile.TemporaryDirectory(prefix="ecgstream-upload-") as tmp:
+        (Path(tmp) / f"{name}.hea").write_bytes(header)
+        try:
+            info = wfdb.rdheader(str(Path(tmp) / name))
+            files = set(info.file_name or [])
+            if len(files) != 1:
+                raise HTTPException(422, "the record must have exactly one signal file")
+            data_name = files.pop()
+            if Path(data_name).name != data_name or data_name.startswith("."):
+                raise HTTPException(422, "the signal file name must be a plain file name")
+            (Path(tmp) / data_name).write_bytes(signal)
+            record = wfdb.rdrecord(str(Path(tmp) / name), physical=False)
+        except HTTPException:
+            raise
+        except Exception as exc:  # wfdb raises many kinds on bad input
+            raise HTTPException(422, f"not a readable WFDB record: {type(exc).__name__}") from None
+    fs = float(record.fs)
+    n = record.d_signal.shape[0]
+    if not MIN_FS <= fs <= MAX_FS:
+        raise HTTPException(422, f"fs {fs:g} Hz outside {MIN_FS:g}-{MAX_FS:g}")
+    if not 1 <= record.n_sig <= MAX_LEADS:
+        raise HTTPException(422, f"{record.n_sig} leads; allowed 1-{MAX_LEADS}")
+    if not MIN_SECONDS <= n / fs <= MAX_SECONDS:
+        raise HTTPException(
+            422, f"record is {n / fs:.1f} s; allowed {MIN_SECONDS:g}-{MAX_SECONDS:g}"
+        )
+    x = adc_to_millivolts(record.d_signal.T, record.adc_gain, record.baseline)
+    return x, fs, list(record.sig_name)
+
+
+# everything the routes use is defined above this class: `serve.ingress` pickles the app
+# (and what its functions refer to) when the decorator runs
+@serve.deployment(name="ApiIngress", ray_actor_options={"num_cpus": 0.25})
+@serve.ingress(api)
+class ApiIngress:
+    def __init__(self, classifier: DeploymentHandle, settings_json: str | None = None) -> None:
+        self._settings = (
+            Settings.model_validate_json(settings_json) if settings_json else Settings()
+        )
+        self._classifier = classifier
+        self._keys = KeyCache(self._settings)
+        # the stream's preprocessing: promotions keep it (they refuse a model that differs)
+        self._preprocess = load_artifact().preprocess
+
+    async def _authorize(self, request: Request) -> None:
+        """Before the body is read: an anonymous caller learns nothing about what a valid
+        request looks like."""
+        scopes = await self._keys.scopes(_bearer(request))
+        if scopes is None:
+            raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+        if "classify" not in scopes:
+            raise HTTPException(403, "this key may not classify")
+
+    async def _classify(self, x_mv: np.ndarray, fs: float, leads: list[str]) -> dict[str, Any]:
+        try:
+            beats: SegmentBeats = await asyncio.to_thread(
+                detect_segment, x_mv, fs, leads, self._preprocess
+            )
+        except ValueError as exc:  # no usable lead
+            raise HTTPException(422, str(exc)) from None
+        if len(beats):
+            classified = await self._classifier.remote(BeatBatch(beats.windows, beats.rr))
+            proba, classes, version = (
+                classified.probabilities,
+                classified.classes,
+                classified.model_version,
+            )
+        else:
+            proba = np.zeros((0, 4), np.float32)
+            classes = ("N", "S", "V", "F")
+            version = await self._classifier.model_version.remote()
+        return segment_result(beats, proba, classes, version, fs)
+
+    @api.post(
+        "/v1/classify",
+        response_model=ClassifyResponse,
+        responses={413: {"model": ErrorResponse}, 422: {"description": "outside the limits"}},
+        summary=f"Classify a segment: {MIN_FS:g}-{MAX_FS:g} Hz, 1-{MAX_LEADS} leads, "
+        f"{MIN_SECONDS:g}-{MAX_SECONDS:g} s, millivolts",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": SegmentRequest.model_json_schema()}},
+            }
+        },
+    )
+    async def classify(self, request: Request) -> dict[str, Any]:
+        await self._authorize(request)
+        try:
+            segment = SegmentRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise HTTPException(422, _errors(exc)) from None
+        x = np.asarray(segment.samples, dtype=np.float32)
+        return await self._classify(x, segment.fs, list(segment.leads))
+
+    @api.post(
+        "/v1/classify/wfdb",
+        response_model=ClassifyResponse,
+        responses={413: {"model": ErrorResponse}, 422: {"description": "not a usable record"}},
+        summary="Classify an uploaded WFDB record (header .hea and signal .dat)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["header", "signal"],
+                            "properties": {
+                                "header": {"type": "string", "format": "binary"},
+                                "signal": {"type": "string", "format": "binary"},
+                            },
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def classify_wfdb(self, request: Request) -> dict[str, Any]:
+        await self._authorize(request)
+        try:
+            form = await request.form(max_files=2, max_fields=2)
+        except Exception:
+            raise HTTPException(
+                422, "expected multipart/form-data with header and signal"
+            ) from None
+        header, signal = form.get("header"), form.get("signal")
+        if not isinstance(header, UploadFile) or not isinstance(signal, UploadFile):
+            raise HTTPException(422, "both files are needed: header (.hea) and signal (.dat)")
+        x, fs, leads = await asyncio.to_thread(_read_wfdb, await header.read(), await signal.read())
+        return await self._classify(x, fs, leads)
+
+    @api.get("/v1/models", response_model=ModelsResponse)
+    async def models(self, request: Request) -> dict[str, Any]:
+        await self._authorize(request)
+        serving = await self._classifier.model_version.remote()
+        models = [{"version": serving, "role": "serving"}]
+        with contextlib.suppress(Exception):
+            models += await _registry_aliases(self._settings)
+        return {"serving": serving, "models": [ModelInfo(**m) for m in models]}
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz", responses={503: {"model": ErrorResponse}})
+    async def readyz(self) -> Any:
+        try:
+            version = await asyncio.wait_for(self._classifier.model_version.remote(), 5)
+        except Exception:
+            return JSONResponse({"detail": "classifier not ready"}, status_code=503)
+        await self._keys._refresh()
+        if not self._keys.loaded:
+            return JSONResponse({"detail": "API keys not loaded"}, status_code=503)
+        return {"status": "ready", "model_version": version}
+
+
+def build_api(settings_json: str | None = None, model_dir: str | None = None) -> Any:
+    """The API application: the ingress and its own classifier replicas (production lane)."""
+    classifier = BeatClassifierDeployment.options(
+        name="ApiBeatClassifier", ray_actor_options={"num_cpus": 0.25}
+    ).bind(model_dir, 1, "production")
+    return ApiIngress.bind(classifier, settings_json)
+
+
+def app_builder(args: dict[str, str]) -> Any:
+    """For `serve run` / `serve deploy` with serve_app/serve-config.yaml (settings from the
+    ECGSTREAM_* environment of the replicas)."""
+    return build_api(None, args.get("model_dir") or None)
