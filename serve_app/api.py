@@ -59,6 +59,8 @@ api = FastAPI(
     responses={
         401: {"model": ErrorResponse, "description": "no valid API key"},
         403: {"model": ErrorResponse, "description": "the key may not do this"},
+        411: {"model": ErrorResponse, "description": "a POST without Content-Length"},
+        413: {"model": ErrorResponse, "description": "body over the limit"},
     },
 )
 

@@ -139,3 +139,21 @@ def drift(
         on_step=lambda step: console.print(f"[dim]{step}[/]"),
     )
     _emit(result, json_out)
+
+
+@bench_app.command()
+@reports_errors
+def api(
+    json_out: Path | None = typer.Option(None, "--json", help="also write the JSON here"),
+    seconds: float = typer.Option(20.0, min=2, help="seconds of load on each server"),
+    concurrency: int = typer.Option(8, min=1, help="requests in flight"),
+) -> None:
+    """REST API vs a single-process FastAPI + PyTorch server: requests/s and p50/p99 latency
+    for 10-second segments under the same concurrent load from a separate process (needs
+    `ecgstream cluster up`; deploys and removes the API itself)."""
+    from ecgstream.tools.bench_api import bench_api
+
+    settings = load_settings()
+    with console.status("benchmarking the REST API and the baseline"):
+        result = bench_api(settings, settings.records_dir, seconds, concurrency)
+    _emit(result, json_out)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,3 +218,35 @@ def test_bad_wfdb_uploads_are_422(api: httpx.Client, key: str, mitdb_dir: Path) 
         files = {"header": ("x.hea", hea.encode()), "signal": ("x.dat", dat)}
         response = api.post("/v1/classify/wfdb", files=files, headers={"X-API-Key": key})
         assert response.status_code == 422, (what, response.status_code, response.text[:300])
+
+
+def test_schemathesis_finds_no_server_error_or_schema_violation(
+    settings: Settings, api: httpx.Client, key: str, tmp_path: Path
+) -> None:
+    """Property-based requests generated from the live app's own OpenAPI schema."""
+    import sys
+
+    st = Path(sys.executable).with_name("schemathesis")
+    result = subprocess.run(
+        [
+            str(st),
+            "run",
+            f"{api.base_url}openapi.json",
+            "--header",
+            f"Authorization: Bearer {key}",
+            "--checks",
+            "not_a_server_error,response_schema_conformance,status_code_conformance,"
+            "content_type_conformance",
+            "--max-examples",
+            "40",
+            "--seed",
+            "1",
+            "--request-timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

@@ -55,3 +55,12 @@ async def test_bench_soak_samples_every_actor(pipeline: Settings, tmp_path: Path
     assert consumer["warm_mb"] > 50 and consumer["flat"] is not None
     assert result["beats"] > 0
     assert (tmp_path / "memory.png").stat().st_size > 10_000
+
+
+def test_bench_api_measures_the_api_and_the_baseline(pipeline: Settings, mitdb_dir: Path) -> None:
+    from ecgstream.tools.bench_api import bench_api
+
+    result = bench_api(pipeline, mitdb_dir, seconds=4, concurrency=2)
+    for key in ("api", "baseline"):
+        assert result[f"{key}_rps"] > 0 and result[f"{key}_errors"] == 0
+        assert 0 < result[f"{key}_p50_ms"] <= result[f"{key}_p99_ms"]
