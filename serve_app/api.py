@@ -155,7 +155,10 @@ def _read_wfdb(header: bytes, signal: bytes) -> tuple[np.ndarray, float, list[st
 
     from ecgstream.wire import adc_to_millivolts
 
-    text = header.decode("ascii", errors="strict") if header else ""
+    try:
+        text = header.decode("ascii")
+    except UnicodeDecodeError:
+        raise HTTPException(422, "the header file is not a WFDB header (not ASCII)") from None
     first = text.split()
     if not first:
         raise HTTPException(422, "the header file is empty")
