@@ -48,6 +48,7 @@ def _register() -> None:
         core_cmd,
         data_cmd,
         demo_cmd,
+        edge_cmd,
         registry_cmd,
         release_cmd,
         stream_cmd,
@@ -61,6 +62,7 @@ def _register() -> None:
     app.add_typer(registry_cmd.registry_app, name="registry")
     app.add_typer(api_cmd.api_app, name="api")
     app.add_typer(api_cmd.keys_app, name="api-keys")
+    app.add_typer(edge_cmd.edge_app, name="edge")
     app.command("tune")(registry_cmd.tune)
     app.command("replay")(stream_cmd.replay)
     app.command("demo")(demo_cmd.demo)
