@@ -81,7 +81,7 @@ class ModelArtifact:
         return labels, proba
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -154,7 +154,7 @@ def save_artifact(
     path.mkdir(parents=True, exist_ok=True)
     weights = path / "model.pt"
     torch.save(model.state_dict(), weights)
-    digest = _sha256(weights)
+    digest = sha256_file(weights)
     version = f"cnn-{digest[:12]}"
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -179,7 +179,7 @@ def load_artifact(path: Path | None = None) -> ModelArtifact:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ConfigurationError(f"{path}: artifact format {manifest.get('format_version')}")
     weights = path / "model.pt"
-    if _sha256(weights) != manifest["files"]["model.pt"]:
+    if sha256_file(weights) != manifest["files"]["model.pt"]:
         raise ConfigurationError(f"{weights} does not match its recorded checksum")
     config = ModelConfig.from_dict(manifest["model"])
     model = BeatClassifier(config)

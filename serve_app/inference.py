@@ -60,6 +60,7 @@ class BeatClassifierDeployment:
         self._lane = lane
         self._device = "cuda" if torch.cuda.is_available() else "cpu"
         self._replica = _replica_name()
+        self._directory = None  # the model directory's handle, looked up when needed
         self.batch_sizes: list[int] = []
         # a replica that (re)starts after a promotion loads the promoted model, not its argument
         target = self._ask_directory(None)
@@ -77,12 +78,15 @@ class BeatClassifierDeployment:
 
         from actors.model_directory import MODEL_DIRECTORY_NAME
 
-        with contextlib.suppress(Exception):
-            directory = ray.get_actor(MODEL_DIRECTORY_NAME)
+        try:
+            if self._directory is None:
+                self._directory = ray.get_actor(MODEL_DIRECTORY_NAME)
             return ray.get(
-                directory.report.remote(self._lane, self._replica, version or ""), timeout=5
+                self._directory.report.remote(self._lane, self._replica, version or ""), timeout=5
             )
-        return None
+        except Exception:  # not there (yet), or restarted: look it up again next time
+            self._directory = None
+            return None
 
     def _follow_directory(self) -> None:
         while not self._stop.wait(POLL_S):

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
 import typer
 from rich.table import Table
 
 from ecgstream.cli.app import console, reports_errors
-from ecgstream.settings import Settings, load_settings
+from ecgstream.io.db import with_connection
+from ecgstream.settings import load_settings
 
 api_app = typer.Typer(help="The REST API on Ray Serve (needs `ecgstream cluster up`).")
 keys_app = typer.Typer(help="API keys of the REST API (stored hashed in PostgreSQL).")
-
-T = TypeVar("T")
-
-
-def _with_db(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
-    import asyncpg
-
-    async def run() -> T:
-        conn = await asyncpg.connect(settings.postgres_dsn())
-        try:
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 @api_app.command()
@@ -60,7 +42,7 @@ def create(name: str = typer.Option(..., help="who or what the key is for")) -> 
     """Create a key. It is printed once and stored only as a hash: keep it."""
     from ecgstream.io.api_keys import create_key
 
-    key_id, key = _with_db(load_settings(), lambda conn: create_key(conn, name))
+    key_id, key = with_connection(load_settings(), lambda conn: create_key(conn, name))
     console.print(f"key id {key_id} for {name!r}:")
     print(key)  # plain stdout, so scripts can capture it
 
@@ -74,7 +56,7 @@ def list_keys() -> None:
     table = Table(title="API keys")
     for column in ("key id", "name", "scopes", "created", "revoked"):
         table.add_column(column)
-    for key in _with_db(load_settings(), fetch):
+    for key in with_connection(load_settings(), fetch):
         table.add_row(
             key.key_id,
             key.name,
@@ -92,6 +74,6 @@ def revoke(key_id: str = typer.Argument(...)) -> None:
     from ecgstream.errors import ConfigurationError
     from ecgstream.io.api_keys import revoke_key
 
-    if not _with_db(load_settings(), lambda conn: revoke_key(conn, key_id)):
+    if not with_connection(load_settings(), lambda conn: revoke_key(conn, key_id)):
         raise ConfigurationError(f"no active key {key_id}")
     console.print(f"revoked {key_id}")

@@ -11,7 +11,6 @@ The edge runner reads only this directory; it needs no torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -19,16 +18,12 @@ from typing import Any
 
 import torch
 
-from ecgstream.artifact import load_artifact
+from ecgstream.artifact import load_artifact, sha256_file
 from ecgstream.errors import ConfigurationError
 
 BUNDLE_FORMAT = 1
 OPSET = 18
 FILES = ("model.onnx", "model-int8.onnx", "preprocess.json")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def export_bundle(model_dir: Path | None, out: Path) -> dict[str, Any]:
@@ -75,7 +70,7 @@ def export_bundle(model_dir: Path | None, out: Path) -> dict[str, Any]:
         "version": artifact.version,
         "opset": OPSET,
         "files": {
-            name: {"sha256": _sha256(out / name), "bytes": (out / name).stat().st_size}
+            name: {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
             for name in FILES
         },
     }
@@ -93,6 +88,6 @@ def verify_bundle(bundle: Path) -> dict[str, Any]:
         raise ConfigurationError(f"{bundle}: bundle format {manifest.get('format')}")
     for name, entry in manifest["files"].items():
         path = bundle / name
-        if not path.exists() or _sha256(path) != entry["sha256"]:
+        if not path.exists() or sha256_file(path) != entry["sha256"]:
             raise ConfigurationError(f"{path} is missing or does not match the manifest")
     return manifest

@@ -112,18 +112,10 @@ def _wait_http(url: str, timeout: float = 60) -> None:
 
 
 def _api_key(settings: Settings) -> str:
-    import asyncpg
-
     from ecgstream.io.api_keys import create_key
+    from ecgstream.io.db import with_connection
 
-    async def make() -> str:
-        conn = await asyncpg.connect(settings.postgres_dsn())
-        try:
-            return (await create_key(conn, "bench-api"))[1]
-        finally:
-            await conn.close()
-
-    return asyncio.run(make())
+    return with_connection(settings, lambda conn: create_key(conn, "bench-api"))[1]
 
 
 def bench_api(
