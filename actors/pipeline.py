@@ -90,17 +90,17 @@ def start_serve(settings: Settings) -> None:
     serve.start(http_options={"host": "127.0.0.1", "port": settings.local.serve_http_port})
 
 
-def api_up(settings: Settings, model_dir: str | None = None) -> str:
-    """Deploy the REST API (its ingress and classifier replicas); returns its base URL."""
+def api_up(settings: Settings, model_dir: str | None = None, replicas: int = 1) -> str:
+    """Deploy the REST API (ingress replicas that classify); returns its base URL."""
     from ray import serve
 
     from serve_app.api import API_APP_NAME, build_api
 
     connect(settings)
-    model_directory()  # the API's classifier follows the production lane's promotions
+    model_directory()  # the API's replicas follow the production lane's promotions
     start_serve(settings)
     serve.run(
-        build_api(settings.model_dump_json(), model_dir),
+        build_api(settings.model_dump_json(), model_dir, replicas),
         name=API_APP_NAME,
         route_prefix="/",
         blocking=False,
@@ -218,9 +218,14 @@ def _kill_consumers(prefix: str) -> None:
     they are detached) would hold CPUs and partitions forever."""
     from ray.util.state import list_actors
 
-    namespace = ray.get_runtime_context().namespace
+    context = ray.get_runtime_context()
+    namespace = context.namespace
     with contextlib.suppress(Exception):
-        for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000):
+        # the state API needs the address: it does not use the driver's connection
+        alive = list_actors(
+            address=context.gcs_address, filters=[("state", "=", "ALIVE")], limit=10_000
+        )
+        for actor in alive:
             if actor.name and actor.name.startswith(prefix) and actor.ray_namespace == namespace:
                 with contextlib.suppress(ValueError):
                     ray.kill(ray.get_actor(actor.name), no_restart=True)

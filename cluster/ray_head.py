@@ -33,6 +33,8 @@ class RayHead:
         self._settings = settings
         self._local = settings.local
         self._temp_dir = paths.short_tmp_dir("ray")
+        # HAProxy adds a 56-character directory under this and limits socket paths to 97 bytes
+        self._haproxy_dir = paths.short_tmp_dir("hap", prefix="ecg")
         self.process = ManagedProcess(
             name=self.name,
             pid_file=paths.pid_file(self.name),
@@ -58,6 +60,8 @@ class RayHead:
                     "ray_metrics_port",
                     "ray_client_port",
                     "ray_agent_port",
+                    "haproxy_stats_port",
+                    "haproxy_metrics_port",
                 )
             },
         )
@@ -66,6 +70,8 @@ class RayHead:
         env.pop("RAY_ADDRESS", None)
         env["RAY_USAGE_STATS_ENABLED"] = "0"
         env.update(LOOPBACK_ENV)
+        if self._local.serve_haproxy:
+            env.update(self._haproxy_env())
         self.process.start(
             [
                 ray_executable(),
@@ -87,6 +93,31 @@ class RayHead:
             ],
             env=env,
         )
+
+    def _haproxy_env(self) -> dict[str, str]:
+        """Serve's HAProxy mode, with every file, socket and port of it owned by this stack
+        (Ray's defaults are one /tmp/haproxy-serve and fixed ports for the whole machine, so a
+        test stack beside a demo stack would share them)."""
+        run_dir = self._haproxy_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        first = self._local.serve_replica_port_min
+        return {
+            "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(run_dir / "haproxy.cfg"),
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(run_dir / "admin.sock"),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(run_dir),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(run_dir / "server-state"),
+            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(run_dir / "metrics.sock"),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(self._local.haproxy_stats_port),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(self._local.haproxy_metrics_port),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(first),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(first + 99),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(first + 100),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(first + 199),
+            # one machine, one HAProxy: a replica being removed needs seconds, not the 30 s
+            # Ray leaves for an external load balancer to notice
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "3",
+        }
 
     def wait_ready(self) -> None:
         wait_until(

@@ -23,14 +23,14 @@ class StatePaths:
     def log_file(self, name: str) -> Path:
         return self.root / "logs" / f"{name}.log"
 
-    def short_tmp_dir(self, name: str) -> Path:
+    def short_tmp_dir(self, name: str, prefix: str = "ecgstream") -> Path:
         """A short path under /tmp unique to this state dir.
 
         Ray puts unix sockets under its temp dir and socket paths are limited to 107 bytes, so
         Ray's temp dir cannot live under an arbitrarily deep state dir.
         """
         digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:10]
-        return Path("/tmp") / f"ecgstream-{name}-{digest}"
+        return Path("/tmp") / f"{prefix}-{name}-{digest}"
 
 
 @dataclass(frozen=True)

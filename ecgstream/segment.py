@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ecgstream.alarms import ClassifiedBeat, RhythmMonitor
 from ecgstream.stream import PatientStream, PreprocessConfig, choose_leads
+
+if TYPE_CHECKING:  # torch stays out of the edge runner's imports
+    from ecgstream.artifact import ModelArtifact
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,3 +94,12 @@ def segment_result(
         "beats": out_beats,
         "alarms": alarms,
     }
+
+
+def classify_segment(
+    artifact: ModelArtifact, x_mv: np.ndarray, fs: float, lead_names: Sequence[str]
+) -> dict[str, Any]:
+    """Detect, classify and raise alarms in one call (ValueError if no usable lead)."""
+    beats = detect_segment(x_mv, fs, lead_names, artifact.preprocess)
+    proba = artifact.predict_proba(beats.windows, beats.rr)
+    return segment_result(beats, proba, artifact.classes, artifact.version, fs)

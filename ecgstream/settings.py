@@ -107,6 +107,13 @@ class LocalStackSettings(_Frozen):
     ray_client_port: Port = 20001
     ray_agent_port: Port = 52365
     serve_http_port: Port = 8000  # Ray Serve's HTTP proxy: the REST API
+    serve_haproxy: bool = Field(
+        True, description="Serve's HAProxy ingress (a C proxy straight to the API replicas)"
+    )
+    # with HAProxy, each API replica listens itself: HTTP ports [min, min+100), gRPC the next 100
+    serve_replica_port_min: Port = 30000
+    haproxy_stats_port: Port = 28404
+    haproxy_metrics_port: Port = 28101
     ray_num_cpus: int = Field(2, ge=1)
     ray_object_store_mb: int = Field(1024, ge=78)
     startup_timeout_s: float = Field(120.0, gt=0)

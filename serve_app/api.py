@@ -7,8 +7,8 @@
 
 Every /v1 route needs an API key (`Authorization: Bearer ecgk_...`); keys live hashed in
 PostgreSQL and are cached here for KEY_REFRESH_S, so a revoked key stops working within that.
-The classifier is the same Serve deployment class the stream uses, in the production lane, so
-a promotion switches the API too. Nothing of a request's samples is logged.
+Each ingress replica runs the production lane's model itself (`FollowedModel`, as the stream's
+classifier replicas do), so a promotion switches the API too. No request's samples are logged.
 """
 
 import asyncio
@@ -16,6 +16,7 @@ import contextlib
 import logging
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,6 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from ray import serve
-from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import UploadFile
 
 from ecgstream.api_schema import (
@@ -40,11 +40,10 @@ from ecgstream.api_schema import (
     ModelsResponse,
     SegmentRequest,
 )
-from ecgstream.artifact import load_artifact
 from ecgstream.io.api_keys import active_keys, parse_key, secret_matches
-from ecgstream.segment import SegmentBeats, detect_segment, segment_result
+from ecgstream.segment import classify_segment
 from ecgstream.settings import Settings
-from serve_app.inference import BeatBatch, BeatClassifierDeployment
+from serve_app.followed_model import FollowedModel, replica_name
 
 log = logging.getLogger("ecgstream.api")
 
@@ -200,14 +199,22 @@ def _read_wfdb(header: bytes, signal: bytes) -> tuple[np.ndarray, float, list[st
 @serve.deployment(name="ApiIngress", ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(api)
 class ApiIngress:
-    def __init__(self, classifier: DeploymentHandle, settings_json: str | None = None) -> None:
+    def __init__(self, model_dir: str | None = None, settings_json: str | None = None) -> None:
+        import torch
+
         self._settings = (
             Settings.model_validate_json(settings_json) if settings_json else Settings()
         )
-        self._classifier = classifier
+        torch.set_num_threads(1)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        # the model runs here, not behind another deployment: a Serve hop costs more on a small
+        # machine than classifying a segment's few dozen beats; the production lane's model
+        # directory keeps it equal to the stream's model across promotions
+        self._model = FollowedModel("production", replica_name(), model_dir, device)
         self._keys = KeyCache(self._settings)
-        # the stream's preprocessing: promotions keep it (they refuse a model that differs)
-        self._preprocess = load_artifact().preprocess
+        # one worker thread per replica: segments are classified one at a time, so a burst
+        # queues in the event loop instead of oversubscribing the cores
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="classify")
 
     async def _authorize(self, request: Request) -> None:
         """Before the body is read: an anonymous caller learns nothing about what a valid
@@ -219,24 +226,13 @@ class ApiIngress:
             raise HTTPException(403, "this key may not classify")
 
     async def _classify(self, x_mv: np.ndarray, fs: float, leads: list[str]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
         try:
-            beats: SegmentBeats = await asyncio.to_thread(
-                detect_segment, x_mv, fs, leads, self._preprocess
+            return await loop.run_in_executor(
+                self._worker, classify_segment, self._model.artifact, x_mv, fs, leads
             )
         except ValueError as exc:  # no usable lead
             raise HTTPException(422, str(exc)) from None
-        if len(beats):
-            classified = await self._classifier.remote(BeatBatch(beats.windows, beats.rr))
-            proba, classes, version = (
-                classified.probabilities,
-                classified.classes,
-                classified.model_version,
-            )
-        else:
-            proba = np.zeros((0, 4), np.float32)
-            classes = ("N", "S", "V", "F")
-            version = await self._classifier.model_version.remote()
-        return segment_result(beats, proba, classes, version, fs)
 
     @api.post(
         "/v1/classify",
@@ -300,7 +296,7 @@ class ApiIngress:
     @api.get("/v1/models", response_model=ModelsResponse)
     async def models(self, request: Request) -> dict[str, Any]:
         await self._authorize(request)
-        serving = await self._classifier.model_version.remote()
+        serving = self._model.version
         models = [{"version": serving, "role": "serving"}]
         with contextlib.suppress(Exception):
             models += await _registry_aliases(self._settings)
@@ -312,25 +308,20 @@ class ApiIngress:
 
     @api.get("/readyz", responses={503: {"model": ErrorResponse}})
     async def readyz(self) -> Any:
-        try:
-            version = await asyncio.wait_for(self._classifier.model_version.remote(), 5)
-        except Exception:
-            return JSONResponse({"detail": "classifier not ready"}, status_code=503)
         await self._keys._refresh()
         if not self._keys.loaded:
             return JSONResponse({"detail": "API keys not loaded"}, status_code=503)
-        return {"status": "ready", "model_version": version}
+        return {"status": "ready", "model_version": self._model.version}
 
 
-def build_api(settings_json: str | None = None, model_dir: str | None = None) -> Any:
-    """The API application: the ingress and its own classifier replicas (production lane)."""
-    classifier = BeatClassifierDeployment.options(
-        name="ApiBeatClassifier", ray_actor_options={"num_cpus": 0.25}
-    ).bind(model_dir, 1, "production")
-    return ApiIngress.bind(classifier, settings_json)
+def build_api(
+    settings_json: str | None = None, model_dir: str | None = None, replicas: int = 1
+) -> Any:
+    """The API application: ingress replicas that each run the production model."""
+    return ApiIngress.options(num_replicas=replicas).bind(model_dir, settings_json)
 
 
 def app_builder(args: dict[str, str]) -> Any:
     """For `serve run` / `serve deploy` with serve_app/serve-config.yaml (settings from the
     ECGSTREAM_* environment of the replicas)."""
-    return build_api(None, args.get("model_dir") or None)
+    return build_api(None, args.get("model_dir") or None, int(args.get("replicas") or 1))

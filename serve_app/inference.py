@@ -12,23 +12,16 @@ promotion needs no redeploy and has no gap.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from ray import serve
 
-from ecgstream.artifact import ModelArtifact, load_artifact
-
-log = logging.getLogger("ecgstream.serve")
+from serve_app.followed_model import FollowedModel, replica_name
 
 APP_NAME = "ecgstream-inference"
 DEPLOYMENT_NAME = "BeatClassifier"
 FORWARD_BATCH = 256
-POLL_S = 1.0  # how often a replica asks the model directory what it should run
 
 
 @dataclass(frozen=True)
@@ -57,59 +50,12 @@ class BeatClassifierDeployment:
         import torch
 
         torch.set_num_threads(threads)
-        self._lane = lane
         self._device = "cuda" if torch.cuda.is_available() else "cpu"
-        self._replica = _replica_name()
-        self._directory = None  # the model directory's handle, looked up when needed
+        self._model = FollowedModel(lane, replica_name(), model_dir, self._device)
         self.batch_sizes: list[int] = []
-        # a replica that (re)starts after a promotion loads the promoted model, not its argument
-        target = self._ask_directory(None)
-        self._artifact = self._load(target.model_dir if target is not None else model_dir)
-        self._stop = threading.Event()
-        threading.Thread(target=self._follow_directory, daemon=True, name="model-poll").start()
-
-    def _load(self, model_dir: str | None) -> ModelArtifact:
-        artifact = load_artifact(Path(model_dir) if model_dir else None)
-        artifact.model.to(self._device)
-        return artifact
-
-    def _ask_directory(self, version: str | None) -> object | None:
-        import ray
-
-        from actors.model_directory import MODEL_DIRECTORY_NAME
-
-        try:
-            if self._directory is None:
-                self._directory = ray.get_actor(MODEL_DIRECTORY_NAME)
-            return ray.get(
-                self._directory.report.remote(self._lane, self._replica, version or ""), timeout=5
-            )
-        except Exception:  # not there (yet), or restarted: look it up again next time
-            self._directory = None
-            return None
-
-    def _follow_directory(self) -> None:
-        while not self._stop.wait(POLL_S):
-            target = self._ask_directory(self._artifact.version)
-            if target is None or target.version == self._artifact.version:
-                continue
-            try:
-                loaded = self._load(target.model_dir)
-            except Exception as exc:  # keep serving the current model; the promoter times out
-                log.error("cannot load %s: %s", target.version, exc)
-                continue
-            if loaded.version != target.version:
-                log.error("%s holds %s, not %s", target.model_dir, loaded.version, target.version)
-                continue
-            self._artifact = loaded  # one assignment: a batch uses the old or the new model
-            self._ask_directory(loaded.version)
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self._stop.set()
 
     def model_version(self) -> str:
-        return self._artifact.version
+        return self._model.version
 
     def rss_mb(self) -> float:
         """Peak resident memory of this replica (infravalidation holds it to a budget)."""
@@ -124,7 +70,7 @@ class BeatClassifierDeployment:
     async def classify(self, batches: list[BeatBatch]) -> list[Classified]:
         import torch
 
-        artifact = self._artifact  # the same model for the whole batch, even during a swap
+        artifact = self._model.artifact  # the same model for the whole batch, even during a swap
         sizes = [len(b.windows) for b in batches]
         windows = np.concatenate([b.windows for b in batches])
         rr = np.concatenate([b.rr for b in batches])
@@ -153,13 +99,6 @@ class BeatClassifierDeployment:
             )
             begin += size
         return out
-
-
-def _replica_name() -> str:
-    try:
-        return str(serve.get_replica_context().replica_id.unique_id)
-    except Exception:  # outside Serve (unit tests)
-        return f"local-{id(threading.current_thread())}"
 
 
 def build_app(

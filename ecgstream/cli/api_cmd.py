@@ -15,14 +15,18 @@ keys_app = typer.Typer(help="API keys of the REST API (stored hashed in PostgreS
 
 @api_app.command()
 @reports_errors
-def up() -> None:
+def up(
+    replicas: int = typer.Option(
+        2, min=1, help="ingress replicas; each runs the model (~0.8 GB of memory each)"
+    ),
+) -> None:
     """Deploy the API (HTTP on 127.0.0.1:<serve_http_port>); OpenAPI at /docs and /openapi.json."""
     from actors.pipeline import api_up
     from tuning.promotion import production_model_dir
 
     settings = load_settings()
     with console.status("deploying the REST API"):
-        url = api_up(settings, production_model_dir(settings))
+        url = api_up(settings, production_model_dir(settings), replicas)
     console.print(f"REST API at [bold]{url}[/] (schema: {url}/openapi.json)")
 
 

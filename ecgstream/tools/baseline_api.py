@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ecgstream.api_schema import SegmentRequest
 from ecgstream.artifact import load_artifact
-from ecgstream.segment import detect_segment, segment_result
+from ecgstream.segment import classify_segment
 
 app = FastAPI(title="baseline")
 _model = load_artifact()
@@ -35,6 +35,7 @@ async def classify(request: Request) -> dict[str, Any]:
     import numpy as np
 
     x = np.asarray(segment.samples, dtype=np.float32)
-    beats = detect_segment(x, segment.fs, list(segment.leads), _model.preprocess)
-    proba = _model.predict_proba(beats.windows, beats.rr)
-    return segment_result(beats, proba, _model.classes, _model.version, segment.fs)
+    try:
+        return classify_segment(_model, x, segment.fs, list(segment.leads))
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None

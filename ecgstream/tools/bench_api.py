@@ -119,12 +119,16 @@ def _api_key(settings: Settings) -> str:
 
 
 def bench_api(
-    settings: Settings, data_dir: Path, seconds: float = 20.0, concurrency: int = 8
+    settings: Settings,
+    data_dir: Path,
+    seconds: float = 20.0,
+    concurrency: int = 8,
+    replicas: int = 1,
 ) -> dict[str, Any]:
     from actors.pipeline import api_down, api_up
 
     bodies = segment_bodies(data_dir)
-    url = api_up(settings)
+    url = api_up(settings, None, replicas)
     key = _api_key(settings)
     time.sleep(5.5)  # the API's key cache
     try:
@@ -158,6 +162,8 @@ def bench_api(
         "rps_ratio": round(api["rps"] / baseline["rps"], 3) if baseline["rps"] else None,
         "segment_s": SEGMENT_S,
         "concurrency": concurrency,
+        "api_replicas": replicas,
+        "cpus": os.cpu_count(),
         "seconds": seconds,
         "api_errors": api["errors"],
         "baseline_errors": baseline["errors"],

@@ -37,13 +37,15 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def actor_memory() -> dict[str, float]:
-    """Resident MB of every alive actor on this node, keyed by actor name (class if unnamed)."""
+def actor_memory(address: str) -> dict[str, float]:
+    """Resident MB of every alive actor on this node, keyed by actor name (class if unnamed).
+    `address` is the stack's GCS: the state API does not use the driver's connection, and
+    guesses wrong when a second stack runs on the machine."""
     from ray.util.state import list_actors
 
     node = ray.get_runtime_context().get_node_id()
     out: dict[str, float] = {}
-    for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000):
+    for actor in list_actors(address=address, filters=[("state", "=", "ALIVE")], limit=1000):
         if actor.node_id != node or actor.pid is None:
             continue
         rss = _rss_mb(actor.pid)
@@ -95,7 +97,7 @@ async def bench_soak(
     async with LagProbe(settings) as probe:
         while not feeding.done():
             t = time.monotonic() - started
-            memory = await asyncio.to_thread(actor_memory)
+            memory = await asyncio.to_thread(actor_memory, settings.ray_address)
             samples.append({"t_s": round(t, 1), "lag": await probe.lag(), "actors": memory})
             on_sample(t, memory)
             await asyncio.wait({feeding}, timeout=interval_s)

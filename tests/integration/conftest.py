@@ -27,6 +27,9 @@ TEST_PORTS = {
     "ray_client_port": 20002,
     "ray_agent_port": 52366,
     "serve_http_port": 28000,
+    "serve_replica_port_min": 30200,
+    "haproxy_stats_port": 28405,
+    "haproxy_metrics_port": 28102,
 }
 
 

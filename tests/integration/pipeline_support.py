@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import json
 import time
@@ -11,9 +12,12 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 import ray
+import torch
 
 from actors.pipeline import coordinator_handle
+from ecgstream.artifact import load_artifact
 from ecgstream.io.kafka import make_consumer
+from ecgstream.model import BeatClassifier
 from ecgstream.settings import Settings
 from ecgstream.tools.reference import ExpectedOutputs
 from ecgstream.tools.reference import offline_reference as shared_reference
@@ -139,3 +143,13 @@ async def replay_with_fault(
     in_kafka = kafka_beats(await topic_messages(pipeline, pipeline.topics.beats), prefix)
     assert set(in_kafka) == {f"{d}:{s}" for d, s in expected.beats}
     return await wait_for_zero_lag()
+
+
+def perturbed_model(seed: int) -> BeatClassifier:
+    """The shipped model with its weights nudged: a distinct version with the same behaviour."""
+    model = copy.deepcopy(load_artifact().model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1e-6 * torch.randn(p.shape, generator=generator))
+    return model.eval()

@@ -16,11 +16,12 @@ import httpx
 import numpy as np
 import pytest
 
-from ecgstream.artifact import load_artifact
+from ecgstream.artifact import load_artifact, save_artifact
 from ecgstream.io.api_keys import create_key, revoke_key
 from ecgstream.records import load_record
 from ecgstream.segment import detect_segment
 from ecgstream.settings import Settings
+from tests.integration.pipeline_support import perturbed_model
 
 SHIPPED = load_artifact()
 
@@ -106,6 +107,35 @@ def test_a_wfdb_upload_of_a_whole_record(api: httpx.Client, key: str, mitdb_dir:
 def test_models_lists_what_serves(api: httpx.Client, key: str) -> None:
     out = api.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).json()
     assert out["serving"] == SHIPPED.version
+
+
+def test_every_replica_follows_the_production_lane_without_a_redeploy(
+    api: httpx.Client, key: str, tmp_path: Path, mitdb_dir: Path
+) -> None:
+    """What `release promote` does to the API: the model directory names a new production
+    model and each ingress replica loads it and acknowledges; a rollback switches back."""
+    import ray
+
+    from actors.model_directory import ModelTarget, model_directory
+
+    out = tmp_path / "candidate"
+    save_artifact(out, perturbed_model(7), SHIPPED.preprocess, SHIPPED.reference, {"test": 1})
+    candidate = load_artifact(out).version
+    directory = model_directory()
+    body, _ = _segment("101", 10, mitdb_dir)
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        for target in (ModelTarget(candidate, str(out)), ModelTarget(SHIPPED.version, None)):
+            ray.get(directory.set_target.remote("production", target))
+            deadline = time.monotonic() + 60
+            while set(ray.get(directory.loaded.remote("production")).values()) != {target.version}:
+                assert time.monotonic() < deadline, "replicas did not switch"
+                time.sleep(0.5)
+            answer = api.post("/v1/classify", json=body, headers=headers).json()
+            assert answer["model_version"] == target.version
+            assert api.get("/readyz").json()["model_version"] == target.version
+    finally:
+        ray.get(directory.forget.remote("production"))
 
 
 @pytest.mark.parametrize(

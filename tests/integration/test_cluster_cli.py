@@ -27,6 +27,9 @@ OWN_PORTS = {
     "ray_metrics_port": 28082,
     "ray_client_port": 20003,
     "ray_agent_port": 52367,
+    "haproxy_stats_port": 28406,
+    "haproxy_metrics_port": 28103,
+    "serve_replica_port_min": 30400,
 }
 
 

@@ -5,7 +5,6 @@ the production pipeline classifies live traffic."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import itertools
 import json
 import subprocess
@@ -32,6 +31,7 @@ from tests.integration.pipeline_support import (
     RECORDS,
     kafka_beats,
     offline_reference,
+    perturbed_model,
     topic_messages,
     wait_for_beats,
 )
@@ -83,16 +83,6 @@ def _register(
         settings, lambda r: r.register(out, "test", extra_files={EXPECTED_FILE: expected})
     )
     return registered.version
-
-
-def _perturbed(seed: int) -> BeatClassifier:
-    """The shipped model with its weights nudged: a distinct version with the same behaviour."""
-    model = copy.deepcopy(load_artifact().model)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(1e-6 * torch.randn(p.shape, generator=generator))
-    return model.eval()
 
 
 def _test_policy(**infravalidation: float) -> object:
@@ -155,7 +145,7 @@ def test_search_stops_trials_early_and_resumes_after_a_kill(
 def test_infravalidation_passes_a_faithful_candidate(
     pipeline: Settings, mitdb_dir: Path, tmp_path: Path
 ) -> None:
-    version = _register(pipeline, tmp_path, _perturbed(1), mitdb=mitdb_dir)
+    version = _register(pipeline, tmp_path, perturbed_model(1), mitdb=mitdb_dir)
     step = staging_step(pipeline, _test_policy(), version, new_run_id(), lambda text: None)
     assert step.passed, step.reasons
     metrics = step.metrics["attempts"][0]
@@ -171,7 +161,9 @@ def test_infravalidation_fails_a_candidate_exported_with_wrong_preprocessing(
 ) -> None:
     base = load_artifact().preprocess
     broken = replace(base, beat=replace(base.beat, template_beats=2))
-    version = _register(pipeline, tmp_path, _perturbed(2), saved_preprocess=broken, mitdb=mitdb_dir)
+    version = _register(
+        pipeline, tmp_path, perturbed_model(2), saved_preprocess=broken, mitdb=mitdb_dir
+    )
     step = staging_step(
         pipeline, _test_policy(attempts=2), version, new_run_id(), lambda text: None
     )
@@ -216,7 +208,7 @@ async def test_promotion_and_rollback_during_live_replay_lose_and_double_nothing
     pipeline: Settings, mitdb_dir: Path, tmp_path: Path
 ) -> None:
     candidate = await asyncio.to_thread(
-        _register, pipeline, tmp_path, _perturbed(4), mitdb=mitdb_dir
+        _register, pipeline, tmp_path, perturbed_model(4), mitdb=mitdb_dir
     )
     prefix = f"prom{uuid.uuid4().hex[:6]}"
     duration = 90
@@ -253,7 +245,7 @@ async def test_shadow_mirrors_live_traffic_and_never_alarms(
     pipeline: Settings, mitdb_dir: Path, tmp_path: Path
 ) -> None:
     candidate = await asyncio.to_thread(
-        _register, pipeline, tmp_path, _perturbed(5), mitdb=mitdb_dir
+        _register, pipeline, tmp_path, perturbed_model(5), mitdb=mitdb_dir
     )
     await asyncio.to_thread(shadow_start, pipeline, candidate)
     try:
