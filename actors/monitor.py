@@ -21,9 +21,10 @@ from typing import Any
 import ray
 
 from ecgstream.artifact import load_artifact
+from ecgstream.messages import AlarmEvent
 from ecgstream.monitoring.fleet import BeatSummary, FleetMonitor
 from ecgstream.monitoring.metrics import ConsumerReport, MonitorMetrics
-from ecgstream.processing import AlarmEvent, WindowStats
+from ecgstream.processing import WindowStats
 from ecgstream.settings import Settings
 
 log = logging.getLogger("ecgstream.monitor")

@@ -10,7 +10,6 @@ Artifacts are immutable: `load_artifact` verifies the weights against the record
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import torch
 
 from ecgstream.aami import MODEL_CLASSES
 from ecgstream.beats import RR_FEATURES
+from ecgstream.digest import sha256_file
 from ecgstream.errors import ConfigurationError
 from ecgstream.model import BeatClassifier, ModelConfig
 from ecgstream.stream import PreprocessConfig
@@ -79,10 +79,6 @@ class ModelArtifact:
             else (np.zeros(0, dtype="<U1"))
         )
         return labels, proba
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def code_version() -> str:

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ecgstream.alarms import Alarm, AlarmConfig, ClassifiedBeat, RhythmMonitor
+from ecgstream.alarms import AlarmConfig, ClassifiedBeat, RhythmMonitor
 from ecgstream.errors import RejectReason, WireFormatError
+from ecgstream.messages import AlarmEvent, BeatResult
 from ecgstream.stream import PatientStream, PreprocessConfig, choose_leads
 from ecgstream.wire import EcgChunk, decode_chunk
 
@@ -50,30 +51,6 @@ class PendingBeat:
     rr: np.ndarray
     published_ms: int
     replay: bool
-
-
-@dataclass(frozen=True)
-class BeatResult:
-    device_id: str
-    patient_id: str
-    sample: int
-    time_s: float
-    label: str
-    probabilities: tuple[float, ...]
-    model_version: str
-    latency_ms: float
-    rr_prev_s: float | None
-
-    @property
-    def beat_id(self) -> str:
-        return f"{self.device_id}:{self.sample}"
-
-
-@dataclass(frozen=True)
-class AlarmEvent:
-    alarm: Alarm
-    patient_id: str
-    model_version: str
 
 
 @dataclass

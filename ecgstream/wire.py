@@ -36,6 +36,7 @@ import msgpack
 import numpy as np
 
 from ecgstream.errors import RejectReason, WireFormatError
+from ecgstream.signal.units import adc_to_millivolts
 
 WIRE_VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20  # 1 MiB: ~4 min of one lead at 1 kHz; devices send seconds
@@ -58,17 +59,6 @@ _FIELDS = (
     "baseline",
     "samples",
 )
-
-
-def adc_to_millivolts(
-    digital: np.ndarray, gain: Sequence[float], baseline: Sequence[int]
-) -> np.ndarray:
-    """ADC units (n_leads, n) to float32 millivolts. The one conversion of the project: the
-    stream and the offline paths (training, evaluation) must feed the detector identical
-    numbers, or a beat on the edge of a threshold is found in one and not the other."""
-    gain_mv = np.asarray(gain, dtype=np.float32)[:, None]
-    base = np.asarray(baseline, dtype=np.float32)[:, None]
-    return (np.asarray(digital).astype(np.float32) - base) / gain_mv
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -16,47 +16,10 @@ from datetime import UTC, datetime
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from ecgstream.processing import AlarmEvent, BeatResult, DeadLetter
+from ecgstream.messages import AlarmEvent, BeatResult, alarm_message, beat_message
+from ecgstream.processing import DeadLetter
 from ecgstream.settings import Settings
 from ecgstream.wire import MAX_MESSAGE_BYTES
-
-
-def beat_message(beat: BeatResult, classes: Sequence[str]) -> bytes:
-    return json.dumps(
-        {
-            "beat_id": beat.beat_id,
-            "device": beat.device_id,
-            "patient": beat.patient_id,
-            "sample": beat.sample,
-            "time": round(beat.time_s, 4),
-            "label": beat.label,
-            "probabilities": dict(zip(classes, beat.probabilities, strict=True)),
-            "model_version": beat.model_version,
-            "latency_ms": round(beat.latency_ms, 1),
-            "rr_prev_s": None if beat.rr_prev_s is None else round(beat.rr_prev_s, 4),
-        },
-        separators=(",", ":"),
-    ).encode()
-
-
-def alarm_message(event: AlarmEvent) -> bytes:
-    alarm = event.alarm
-    return json.dumps(
-        {
-            "alarm_id": alarm.alarm_id,
-            "device": alarm.device_id,
-            "patient": event.patient_id,
-            "kind": alarm.kind,
-            "category": alarm.category,
-            "severity": alarm.severity,
-            "start_sample": alarm.start_sample,
-            "start_time": round(alarm.start_time, 4),
-            "evidence": alarm.evidence,
-            "fault": alarm.evidence.get("fault") if alarm.category == "technical" else None,
-            "model_version": event.model_version,
-        },
-        separators=(",", ":"),
-    ).encode()
 
 
 class KafkaSink:

@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ecgstream.signal.filters import derivative, moving_average, qrs_bandpass
 
@@ -143,7 +143,7 @@ class QrsDetector:
         window = self._mwi[lo - self._start : hi - self._start]
         if window.size == 0:
             return []
-        local_max = maximum_filter1d(window, size=2 * self._half + 1, mode="constant", cval=-1.0)
+        local_max = running_max(window, self._half, outside=-1.0)
         shifted = np.empty_like(window)
         shifted[0] = -1.0
         shifted[1:] = window[:-1]
@@ -241,3 +241,11 @@ class QrsDetector:
             self._slope = self._slope[drop:]
             self._mwi = self._mwi[drop:]
             self._start += drop
+
+
+def running_max(x: np.ndarray, half: int, outside: float) -> np.ndarray:
+    """max(x[i-half : i+half+1]) for every i, `outside` beyond the ends (scipy.ndimage's
+    maximum_filter1d in "constant" mode, without importing scipy.ndimage: its ~30 MB matter on
+    the edge device, and these windows are a few hundred samples)."""
+    padded = np.pad(x, half, constant_values=outside)
+    return sliding_window_view(padded, 2 * half + 1).max(axis=1)

@@ -7,17 +7,70 @@ is the same dot product over the same inputs.
 Streams arrive as ~1-second chunks, so per-call overhead matters more than per-sample cost:
 scipy's public `sosfilt` spends ~30 us per call in argument handling around a ~3 us kernel, so
 we call the kernel (`scipy.signal._sosfilt`) directly when it is there.
+
+`scipy.signal` itself costs ~80 MB of memory to import (it pulls scipy.linalg, sparse, special),
+which an edge device cannot spare: the kernel is loaded on its own, and the filter designs
+(`butter`) can come precomputed (`use_designs`, from an edge bundle) instead of from scipy.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from scipy import signal
+import importlib.machinery
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-try:  # scipy's compiled kernel behind sosfilt (private, stable since scipy 1.x)
-    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
-except ImportError:  # pragma: no cover - exercised only on a scipy without it
-    _sosfilt_kernel = None
+import numpy as np
+
+_DESIGNS: dict[str, np.ndarray] = {}  # precomputed coefficients by design key
+
+
+def _load_sosfilt_kernel() -> Callable[..., Any] | None:
+    """scipy's compiled kernel behind sosfilt (private, stable since scipy 1.x), loaded from its
+    file so that the `scipy.signal` package (and all it imports) is not."""
+    import scipy
+
+    found = sorted((Path(scipy.__file__).parent / "signal").glob("_sosfilt.*"))
+    for path in found:
+        if path.suffix not in (".so", ".pyd"):
+            continue
+        loader = importlib.machinery.ExtensionFileLoader("scipy.signal._sosfilt", str(path))
+        spec = importlib.util.spec_from_loader("scipy.signal._sosfilt", loader)
+        if spec is None:
+            continue
+        module = importlib.util.module_from_spec(spec)
+        loader.exec_module(module)
+        return getattr(module, "_sosfilt", None)
+    return None  # pragma: no cover - a scipy without it: the public sosfilt is used
+
+
+_sosfilt_kernel = _load_sosfilt_kernel()
+
+
+def use_designs(designs: dict[str, list]) -> None:
+    """Filter coefficients computed elsewhere (an edge bundle's), by `design_key`."""
+    _DESIGNS.update({key: np.asarray(value, dtype=np.float64) for key, value in designs.items()})
+
+
+def bandpass_key(fs: float, band_hz: tuple[float, float]) -> str:
+    return f"butter2-bandpass-{band_hz[0]:g}-{band_hz[1]:g}-fs{fs:g}"
+
+
+def designed(key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """The coefficients of `key`: precomputed if given, else computed once (with scipy)."""
+    if key not in _DESIGNS:
+        _DESIGNS[key] = np.asarray(compute(), dtype=np.float64)
+    return _DESIGNS[key]
+
+
+def bandpass_sos(fs: float, band_hz: tuple[float, float]) -> np.ndarray:
+    def compute() -> np.ndarray:
+        from scipy import signal
+
+        return signal.butter(2, list(band_hz), btype="bandpass", fs=fs, output="sos")
+
+    return designed(bandpass_key(fs, band_hz), compute)
 
 
 class StreamingSOS:
@@ -29,6 +82,8 @@ class StreamingSOS:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if _sosfilt_kernel is None:
+            from scipy import signal
+
             y, zi = signal.sosfilt(self._sos, x, zi=self._zi[0])
             self._zi[0] = zi
             return y
@@ -53,7 +108,7 @@ class StreamingFIR:
 
 def qrs_bandpass(fs: float, band_hz: tuple[float, float] = (5.0, 15.0)) -> StreamingSOS:
     """The band where QRS energy dominates P/T waves, baseline wander and muscle noise."""
-    return StreamingSOS(signal.butter(2, list(band_hz), btype="bandpass", fs=fs, output="sos"))
+    return StreamingSOS(bandpass_sos(fs, band_hz))
 
 
 def derivative(fs: float) -> StreamingFIR:

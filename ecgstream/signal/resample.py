@@ -10,7 +10,8 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from scipy import signal
+
+from ecgstream.signal.filters import designed
 
 
 class StreamingResampler:
@@ -26,7 +27,7 @@ class StreamingResampler:
         factor = max(self.up, self.down)
         self._half = 10 * factor
         length = 2 * self._half + 1
-        self._taps = signal.firwin(length, 1.0 / factor, window=("kaiser", 5.0)) * self.up
+        self._taps = resampler_taps(self.up, self.down) * self.up
         self._span = math.ceil(length / self.up) + 1  # input samples per output, at most
 
     @property
@@ -74,3 +75,20 @@ class StreamingResampler:
             self._x = self._x[drop:]
             self._x_start += drop
         return out
+
+
+def resampler_key(up: int, down: int) -> str:
+    return f"firwin-kaiser5-up{up}-down{down}"
+
+
+def resampler_taps(up: int, down: int) -> np.ndarray:
+    """The anti-aliasing low-pass of an up/down resampler (precomputed ones first: see
+    `filters.use_designs`)."""
+
+    def compute() -> np.ndarray:
+        from scipy import signal
+
+        factor = max(up, down)
+        return signal.firwin(2 * 10 * factor + 1, 1.0 / factor, window=("kaiser", 5.0))
+
+    return designed(resampler_key(up, down), compute)

@@ -1,0 +1,76 @@
+"""The results the platform publishes, and their Kafka message format: one definition for the
+stream, the REST API's neighbours and the edge runner (which imports nothing heavier than this).
+
+Every message carries its idempotency key (`beat_id` = device:sample, `alarm_id`), so a
+subscriber can drop a redelivered duplicate and PostgreSQL drops it itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ecgstream.alarms import Alarm
+
+
+@dataclass(frozen=True)
+class BeatResult:
+    device_id: str
+    patient_id: str
+    sample: int
+    time_s: float
+    label: str
+    probabilities: tuple[float, ...]
+    model_version: str
+    latency_ms: float
+    rr_prev_s: float | None
+
+    @property
+    def beat_id(self) -> str:
+        return f"{self.device_id}:{self.sample}"
+
+
+@dataclass(frozen=True)
+class AlarmEvent:
+    alarm: Alarm
+    patient_id: str
+    model_version: str
+
+
+def beat_message(beat: BeatResult, classes: Sequence[str]) -> bytes:
+    return json.dumps(
+        {
+            "beat_id": beat.beat_id,
+            "device": beat.device_id,
+            "patient": beat.patient_id,
+            "sample": beat.sample,
+            "time": round(beat.time_s, 4),
+            "label": beat.label,
+            "probabilities": dict(zip(classes, beat.probabilities, strict=True)),
+            "model_version": beat.model_version,
+            "latency_ms": round(beat.latency_ms, 1),
+            "rr_prev_s": None if beat.rr_prev_s is None else round(beat.rr_prev_s, 4),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def alarm_message(event: AlarmEvent) -> bytes:
+    alarm = event.alarm
+    return json.dumps(
+        {
+            "alarm_id": alarm.alarm_id,
+            "device": alarm.device_id,
+            "patient": event.patient_id,
+            "kind": alarm.kind,
+            "category": alarm.category,
+            "severity": alarm.severity,
+            "start_sample": alarm.start_sample,
+            "start_time": round(alarm.start_time, 4),
+            "evidence": alarm.evidence,
+            "fault": alarm.evidence.get("fault") if alarm.category == "technical" else None,
+            "model_version": event.model_version,
+        },
+        separators=(",", ":"),
+    ).encode()
