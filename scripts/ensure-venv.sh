@@ -33,10 +33,12 @@ if [ ! -f "$venv/.complete" ]; then
   touch "$venv/.complete"
 fi
 
-if [ "$(cat "$venv/.checkout" 2>/dev/null)" != "$repo" ]; then
+# the editable install is redone when the checkout or pyproject (entry points, packages) changes
+checkout="$repo $(sha256sum pyproject.toml | cut -c1-16)"
+if [ "$(cat "$venv/.checkout" 2>/dev/null)" != "$checkout" ]; then
   "$venv/bin/python" -m pip install --disable-pip-version-check -q --no-deps \
       --no-build-isolation --config-settings editable_mode=compat -e "$repo"
-  echo "$repo" > "$venv/.checkout"
+  echo "$checkout" > "$venv/.checkout"
 fi
 
 if [ "$(readlink .venv 2>/dev/null)" != "$venv" ]; then

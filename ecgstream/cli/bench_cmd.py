@@ -147,6 +147,7 @@ def api(
     json_out: Path | None = typer.Option(None, "--json", help="also write the JSON here"),
     seconds: float = typer.Option(20.0, min=2, help="seconds of load on each server"),
     concurrency: int = typer.Option(8, min=1, help="requests in flight"),
+    replicas: int = typer.Option(2, min=1, help="API ingress replicas (as `api up`)"),
 ) -> None:
     """REST API vs a single-process FastAPI + PyTorch server: requests/s and p50/p99 latency
     for 10-second segments under the same concurrent load from a separate process (needs
@@ -155,5 +156,37 @@ def api(
 
     settings = load_settings()
     with console.status("benchmarking the REST API and the baseline"):
-        result = bench_api(settings, settings.records_dir, seconds, concurrency)
+        result = bench_api(settings, settings.records_dir, seconds, concurrency, replicas)
+    _emit(result, json_out)
+
+
+@bench_app.command()
+@reports_errors
+def edge(
+    json_out: Path | None = typer.Option(None, "--json", help="also write the JSON here"),
+    bundle: Path | None = typer.Option(None, help="an edge bundle (default: export the shipped)"),
+    records: list[str] | None = typer.Option(None, help="records (default: all of DS1)"),
+    data: Path | None = typer.Option(None),
+) -> None:
+    """The edge runner on one core, fp32 and int8: ms per beat, peak RSS, model sizes and
+    agreement with the server on real records (PyTorch on one thread as the baseline)."""
+    import tempfile
+
+    from ecgstream.edge.export import export_bundle
+    from ecgstream.splits import DS1
+    from ecgstream.tools.bench_edge import bench_edge
+
+    chosen = records or list(DS1)
+    with tempfile.TemporaryDirectory(prefix="ecgstream-bench-edge-") as tmp:
+        if bundle is None:
+            bundle = Path(tmp) / "bundle"
+            with console.status("exporting the shipped model"):
+                export_bundle(None, bundle)
+        with console.status("edge vs server") as status:
+            result = bench_edge(
+                bundle,
+                data or load_settings().records_dir,
+                chosen,
+                lambda name: status.update(f"edge vs server: record {name} of {len(chosen)}"),
+            )
     _emit(result, json_out)

@@ -18,12 +18,18 @@ from typing import Any
 
 import torch
 
-from ecgstream.artifact import load_artifact, sha256_file
+from ecgstream.artifact import load_artifact
+from ecgstream.digest import sha256_file
+from ecgstream.edge.bundle import BUNDLE_FORMAT, FILES
 from ecgstream.errors import ConfigurationError
+from ecgstream.signal.filters import bandpass_key, bandpass_sos
+from ecgstream.signal.resample import StreamingResampler, resampler_key, resampler_taps
+from ecgstream.stream import PreprocessConfig
 
-BUNDLE_FORMAT = 1
 OPSET = 18
-FILES = ("model.onnx", "model-int8.onnx", "preprocess.json")
+# device rates whose resampling filters ship precomputed (others are designed with scipy.signal
+# on the device, which costs it ~80 MB of memory)
+DEVICE_RATES = (125.0, 128.0, 200.0, 250.0, 256.0, 300.0, 360.0, 500.0, 512.0, 1000.0)
 
 
 def export_bundle(model_dir: Path | None, out: Path) -> dict[str, Any]:
@@ -60,6 +66,7 @@ def export_bundle(model_dir: Path | None, out: Path) -> dict[str, Any]:
                 "version": artifact.version,
                 "classes": list(artifact.classes),
                 "preprocessing": artifact.preprocess.to_dict(),
+                "designs": filter_designs(artifact.preprocess),
             },
             indent=1,
         )
@@ -78,16 +85,13 @@ def export_bundle(model_dir: Path | None, out: Path) -> dict[str, Any]:
     return manifest
 
 
-def verify_bundle(bundle: Path) -> dict[str, Any]:
-    """The manifest, after checking every file against it (raises on any difference)."""
-    manifest_path = bundle / "manifest.json"
-    if not manifest_path.exists():
-        raise ConfigurationError(f"{bundle} has no manifest.json: not an edge bundle")
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise ConfigurationError(f"{bundle}: bundle format {manifest.get('format')}")
-    for name, entry in manifest["files"].items():
-        path = bundle / name
-        if not path.exists() or sha256_file(path) != entry["sha256"]:
-            raise ConfigurationError(f"{path} is missing or does not match the manifest")
-    return manifest
+def filter_designs(preprocess: PreprocessConfig) -> dict[str, list[float] | list[list[float]]]:
+    """The filter coefficients the stream would design at run time, computed here."""
+    band = preprocess.detector.band_hz
+    designs = {bandpass_key(preprocess.model_fs, band): bandpass_sos(preprocess.model_fs, band)}
+    for rate in DEVICE_RATES:
+        resampler = StreamingResampler(rate, preprocess.model_fs)
+        if not resampler.identity:
+            key = resampler_key(resampler.up, resampler.down)
+            designs[key] = resampler_taps(resampler.up, resampler.down)
+    return {key: value.tolist() for key, value in designs.items()}

@@ -11,7 +11,8 @@ import pytest
 
 from ecgstream.artifact import load_artifact
 from ecgstream.dataset import record_beats
-from ecgstream.edge.export import export_bundle, verify_bundle
+from ecgstream.edge.bundle import verify_bundle
+from ecgstream.edge.export import export_bundle
 from ecgstream.errors import ConfigurationError
 
 

@@ -1,0 +1,126 @@
+"""The edge runner's core: the server's streaming detector, features and alarm rules on one
+device's samples, classified by the bundle's ONNX model, every result committed to the outbox.
+
+Samples enter in `push`; beats come out of the same `PatientStream` the server's consumers use
+and are classified here; results and alarms are stored in the outbox in one transaction with
+the stream position, so a crash loses no acknowledged beat and repeats none.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ecgstream.alarms import AlarmConfig, ClassifiedBeat, RhythmMonitor
+from ecgstream.edge.bundle import EdgeModel
+from ecgstream.edge.outbox import Outbox
+from ecgstream.messages import AlarmEvent, BeatResult, alarm_message, beat_message
+from ecgstream.stream import DetectedBeat, PatientStream, choose_leads
+
+log = logging.getLogger("ecgstream.edge")
+
+NEXT_SAMPLE = "next_sample"  # outbox state: the live stream's position after the last chunk
+
+
+@dataclass
+class RunStats:
+    samples: int = 0
+    beats: int = 0
+    alarms: int = 0
+    stored: int = 0  # rows new to the outbox (a replayed file adds none)
+    classify_s: float = 0.0
+    labels: dict[str, int] = field(default_factory=dict)
+
+
+class EdgeRunner:
+    def __init__(
+        self,
+        model: EdgeModel,
+        outbox: Outbox,
+        device_id: str,
+        patient_id: str,
+        fs: float,
+        lead_names: tuple[str, ...],
+        start_sample: int = 0,
+        time_origin: float | None = None,
+    ) -> None:
+        self.model = model
+        self.outbox = outbox
+        self.device_id = device_id
+        self.patient_id = patient_id
+        self.fs = fs
+        try:
+            self._leads = choose_leads(lead_names, model.preprocess)
+        except ValueError as exc:
+            raise ValueError(f"no usable lead: {exc}") from None
+        self.lead = lead_names[self._leads[0]]
+        self._stream = PatientStream(fs, model.preprocess, start_sample=start_sample)
+        self._monitor = RhythmMonitor(device_id, AlarmConfig())
+        self._next_sample = start_sample
+        self._last_beat: int | None = None
+        # unix time of sample 0: results carry wall-clock times, like the server's
+        self._origin = (time.time() if time_origin is None else time_origin) - start_sample / fs
+        self.stats = RunStats()
+
+    def push(self, x_mv: np.ndarray) -> tuple[list[BeatResult], list[AlarmEvent]]:
+        received = time.time()
+        x = np.asarray(x_mv, np.float32)[self._leads]
+        self._next_sample += x.shape[1]
+        self.stats.samples += x.shape[1]
+        return self._complete(self._stream.push(x), received)
+
+    def finish(self) -> tuple[list[BeatResult], list[AlarmEvent]]:
+        """End of a finite input: the beats the detector still held back."""
+        return self._complete(self._stream.flush(), time.time())
+
+    def _complete(
+        self, detected: list[DetectedBeat], received: float
+    ) -> tuple[list[BeatResult], list[AlarmEvent]]:
+        beats: list[BeatResult] = []
+        alarms: list[AlarmEvent] = []
+        if detected:
+            started = time.perf_counter()
+            proba = self.model.predict_proba(
+                np.stack([b.features.window for b in detected]),
+                np.stack([b.features.rr for b in detected]),
+            )
+            self.stats.classify_s += time.perf_counter() - started
+            labels = np.asarray(self.model.classes)[proba.argmax(axis=1)]
+            now = time.time()
+            for beat, label, p in zip(detected, labels, proba, strict=True):
+                sample = beat.device_sample
+                rr_prev = None if self._last_beat is None else (sample - self._last_beat) / self.fs
+                self._last_beat = sample
+                time_s = self._origin + sample / self.fs
+                beats.append(
+                    BeatResult(
+                        device_id=self.device_id,
+                        patient_id=self.patient_id,
+                        sample=sample,
+                        time_s=time_s,
+                        label=str(label),
+                        probabilities=tuple(round(float(v), 5) for v in p),
+                        model_version=self.model.version,
+                        latency_ms=(now - received) * 1000,
+                        rr_prev_s=rr_prev,
+                    )
+                )
+                for alarm in self._monitor.add(ClassifiedBeat(sample, time_s, str(label), rr_prev)):
+                    alarms.append(AlarmEvent(alarm, self.patient_id, self.model.version))
+                    # the alarm is raised here, on the device, whether or not a network exists
+                    log.warning(
+                        "ALARM %s %s at sample %d", alarm.severity, alarm.kind, alarm.start_sample
+                    )
+        self.stats.beats += len(beats)
+        self.stats.alarms += len(alarms)
+        for b in beats:
+            self.stats.labels[b.label] = self.stats.labels.get(b.label, 0) + 1
+        self.stats.stored += self.outbox.add(
+            [("beat", b.beat_id, beat_message(b, self.model.classes)) for b in beats]
+            + [("alarm", a.alarm.alarm_id, alarm_message(a)) for a in alarms],
+            state={f"{NEXT_SAMPLE}:{self.device_id}": str(self._next_sample)},
+        )
+        return beats, alarms
