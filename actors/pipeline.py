@@ -46,9 +46,25 @@ def stream_up(
 ) -> dict[str, Any]:
     connect(settings)
     deploy_lane_model(settings, "production", model_dir, replicas)
-    MonitorActor.options(name=MONITOR_NAME, lifetime="detached", get_if_exists=True).remote(
-        settings.model_dump_json(), model_dir
-    )
+    return start_consumer_pool(settings, consumers, model_dir)
+
+
+def start_consumer_pool(
+    settings: Settings, consumers: int, model_dir: str | None = None
+) -> dict[str, Any]:
+    """The monitor and the coordinator with its consumers (detached, idempotent); the
+    production lane's Serve app must be deployed already (`deploy_lane_model`, or a RayService's
+    serveConfigV2)."""
+    from cluster.kafka_broker import ensure_topics
+
+    asyncio.run(ensure_topics(settings))
+    pinned = settings.ray.monitor_resource
+    MonitorActor.options(
+        name=MONITOR_NAME,
+        lifetime="detached",
+        get_if_exists=True,
+        resources={pinned: 1} if pinned else None,
+    ).remote(settings.model_dump_json(), model_dir)
     register_monitor_target(settings)
     coordinator = Coordinator.options(
         name=COORDINATOR_NAME, lifetime="detached", get_if_exists=True

@@ -77,6 +77,11 @@ class PrometheusSettings(_Frozen):
 class RaySettings(_Frozen):
     address: str | None = Field(None, description="ray://... or host:port; unset = local head")
     namespace: str = "ecgstream"
+    monitor_resource: str | None = Field(
+        None,
+        description="a custom Ray resource the monitor actor needs (pins it to the node that "
+        "offers it, e.g. the head pod that Prometheus scrapes)",
+    )
 
 
 class ReleaseSettings(_Frozen):

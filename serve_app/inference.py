@@ -102,12 +102,24 @@ class BeatClassifierDeployment:
 
 
 def build_app(
-    model_dir: str | None = None, replicas: int = 1, lane: str = "production"
+    model_dir: str | None = None, replicas: int = 1, lane: str = "production", gpus: float = 0.0
 ) -> serve.Application:
-    """The inference application of a lane; `model_dir` None means the shipped default model."""
+    """The inference application of a lane; `model_dir` None means the shipped default model.
+    `gpus` > 0 places each replica on a GPU (the model then runs there)."""
     from actors.lanes import lane as lane_named
 
     return BeatClassifierDeployment.options(
         num_replicas=replicas,
-        ray_actor_options={"num_cpus": lane_named(lane).actor_cpus},
+        ray_actor_options={"num_cpus": lane_named(lane).actor_cpus, "num_gpus": gpus},
     ).bind(model_dir, 1, lane)
+
+
+def app_builder(args: dict[str, str]) -> serve.Application:
+    """For a Serve config (a RayService's serveConfigV2): args `model_dir`, `replicas`, `gpus`;
+    always the production lane (the release tools deploy the others)."""
+    return build_app(
+        args.get("model_dir") or None,
+        int(args.get("replicas") or 1),
+        "production",
+        float(args.get("gpus") or 0),
+    )

@@ -47,6 +47,7 @@ def _register() -> None:
         cluster_cmd,
         core_cmd,
         data_cmd,
+        db_cmd,
         demo_cmd,
         edge_cmd,
         registry_cmd,
@@ -56,6 +57,7 @@ def _register() -> None:
 
     app.add_typer(cluster_cmd.cluster_app, name="cluster")
     app.add_typer(data_cmd.data_app, name="data")
+    app.add_typer(db_cmd.db_app, name="db")
     app.add_typer(bench_cmd.bench_app, name="bench")
     app.add_typer(stream_cmd.stream_app, name="stream")
     app.add_typer(release_cmd.release_app, name="release")

@@ -1,0 +1,189 @@
+"""k8s/ checked without a cluster: every overlay renders with the real kustomize; core kinds
+validate against Kubernetes' OpenAPI schemas and KubeRay kinds against the KubeRay CRDs; the
+RayService's serveConfigV2 validates against Ray Serve's own schema and each application builds;
+the monitoring shipped to Kubernetes is the monitoring tested against the real Prometheus."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from ecgstream.settings import TopicSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+OVERLAYS = ("dev", "prod")
+KUBERNETES_VERSION = "1.32.0"
+KUBERAY_SCHEMAS = ROOT.parent / "shared" / "k8s-schemas" / "kuberay"
+KUBERAY_CRDS = {"RayService": "ray.io_rayservices.yaml", "RayCluster": "ray.io_rayclusters.yaml",
+                "RayJob": "ray.io_rayjobs.yaml"}  # fmt: skip
+# operators whose CRD schemas are not available offline: checked for shape, not schema
+OPERATOR_KINDS = {
+    ("kafka.strimzi.io/v1beta2", "Kafka"), ("kafka.strimzi.io/v1beta2", "KafkaNodePool"),
+    ("kafka.strimzi.io/v1beta2", "KafkaTopic"), ("postgresql.cnpg.io/v1", "Cluster"),
+    ("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule"),
+}  # fmt: skip
+
+
+@functools.cache
+def kustomize() -> str:
+    done = subprocess.run(
+        [str(ROOT / "scripts/ensure-kustomize.sh")], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+@functools.cache
+def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    done = subprocess.run(
+        [kustomize(), "build", str(ROOT / "k8s/overlays" / overlay)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return tuple(d for d in yaml.safe_load_all(done.stdout) if d)
+
+
+def _one(overlay: str, kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [
+        d for d in rendered(overlay)
+        if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]  # fmt: skip
+    assert len(found) == 1, f"{overlay}: {len(found)} {kind} {name or ''}"
+    return found[0]
+
+
+def _crd_schema(kind: str) -> dict[str, Any]:
+    crd = yaml.safe_load((KUBERAY_SCHEMAS / KUBERAY_CRDS[kind]).read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_manifest_renders_and_validates(overlay: str) -> None:
+    documents = rendered(overlay)
+    kinds = {(d["apiVersion"], d["kind"]) for d in documents}
+    assert ("ray.io/v1", "RayService") in kinds and kinds >= OPERATOR_KINDS
+    for document in documents:
+        where = f"{overlay}: {document['kind']}/{document['metadata']['name']}"
+        assert document["metadata"].get("namespace") == (
+            "ecgstream-dev" if overlay == "dev" else "ecgstream"
+        ), where
+        if document["kind"] in KUBERAY_CRDS:
+            jsonschema.validate(document, _crd_schema(document["kind"]))
+        elif (document["apiVersion"], document["kind"]) in OPERATOR_KINDS:
+            assert isinstance(document.get("spec"), dict) and document["spec"], where
+        else:  # a core kind: the Kubernetes OpenAPI schema, strict (no unknown fields)
+            kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_a_wrong_field_is_caught_by_both_validators() -> None:
+    """The checks above can fail: a misspelt field in a core kind and in a KubeRay kind."""
+    job = dict(_one("dev", "Job"))
+    job["spec"] = {**job["spec"], "backofLimit": 3}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+    service = _one("dev", "RayService")
+    broken = {**service, "spec": {**service["spec"], "serveConfigV2": 3}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, _crd_schema("RayService"))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_serve_config_validates_and_every_application_builds(overlay: str) -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    config = yaml.safe_load(_one(overlay, "RayService")["spec"]["serveConfigV2"])
+    schema = ServeDeploySchema.model_validate(config)
+    names = [app.name for app in schema.applications]
+    assert names == ["ecgstream-inference", "ecgstream-api", "ecgstream-stream"]
+    from actors.lanes import lane
+
+    assert names[0] == lane("production").serve_app  # the consumers look the classifier up so
+    for app in schema.applications:
+        module, _, attribute = app.import_path.partition(":")
+        builder = getattr(importlib.import_module(module), attribute)
+        built = builder({k: str(v) for k, v in (app.args or {}).items()})
+        assert type(built).__name__ == "Application", app.name
+
+
+def test_the_monitoring_in_k8s_is_what_prometheus_was_tested_with() -> None:
+    dashboards = _one("prod", "ConfigMap", "ecgstream-grafana-dashboards")
+    shipped = sorted((ROOT / "monitoring/grafana/dashboards").glob("*.json"))
+    assert sorted(dashboards["data"]) == [p.name for p in shipped]
+    for path in shipped:
+        assert dashboards["data"][path.name] == path.read_text(), path.name  # byte-identical
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    rules = yaml.safe_load((ROOT / "monitoring/prometheus/ecgstream-rules.yml").read_text())
+    assert _one("prod", "PrometheusRule")["spec"]["groups"] == rules["groups"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pods_run_as_non_root_with_requests_and_memory_limits(overlay: str) -> None:
+    service = _one(overlay, "RayService")["spec"]["rayClusterConfig"]
+    templates = [service["headGroupSpec"]["template"]] + [
+        group["template"] for group in service["workerGroupSpecs"]
+    ]
+    templates.append(_one(overlay, "Job")["spec"]["template"])
+    for template in templates:
+        assert template["spec"]["securityContext"]["runAsNonRoot"] is True
+        for container in template["spec"]["containers"]:
+            assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+            assert container["image"].startswith("registry.example.com/ecgstream")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_api_port_is_open_beyond_the_namespace(overlay: str) -> None:
+    policies = [d for d in rendered(overlay) if d["kind"] == "NetworkPolicy"]
+    deny = [p for p in policies if p["spec"]["podSelector"] == {} and "ingress" not in p["spec"]]
+    assert deny, "no default deny"
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []):
+            sources = rule.get("from")
+            if sources is None:  # from anywhere: only Serve's HTTP port
+                assert rule["ports"] == [{"protocol": "TCP", "port": 8000}], policy
+            else:
+                for source in sources:  # other namespaces only by an explicit label
+                    if "namespaceSelector" in source:
+                        assert source["namespaceSelector"]["matchLabels"], policy
+
+
+def test_topics_partitions_and_settings_agree() -> None:
+    for overlay, partitions, replicas in (("dev", 8, 1), ("prod", 32, 3)):
+        topics = [d for d in rendered(overlay) if d["kind"] == "KafkaTopic"]
+        assert sorted(t["spec"]["topicName"] for t in topics) == sorted(TopicSettings().all())
+        assert {t["spec"]["partitions"] for t in topics} == {partitions}
+        assert {t["spec"]["replicas"] for t in topics} == {replicas}
+        settings = _one(overlay, "ConfigMap", "ecgstream-settings")["data"]
+        assert settings["ECGSTREAM_TOPICS__PARTITIONS"] == str(partitions)
+        assert settings["ECGSTREAM_TOPICS__REPLICATION_FACTOR"] == str(replicas)
+    config = yaml.safe_load(_one("prod", "RayService")["spec"]["serveConfigV2"])
+    stream = next(a for a in config["applications"] if a["name"] == "ecgstream-stream")
+    assert int(stream["args"]["consumers"]) == 32  # one consumer per partition
+
+
+def test_the_image_copies_files_that_exist_and_ray_versions_agree() -> None:
+    dockerfile = (ROOT / "k8s/image/Dockerfile").read_text()
+    copied = [
+        source
+        for line in dockerfile.splitlines()
+        if line.startswith("COPY")
+        for source in line.split()[1:-1]
+        if not source.startswith("--")
+    ]
+    assert "requirements.lock" in copied and "serve_app" in copied
+    for source in copied:
+        assert (ROOT / source).exists(), source
+    base = re.search(r"ARG BASE=rayproject/ray:([0-9.]+)-", dockerfile)
+    lock = re.search(r"^ray==([0-9.]+)$", (ROOT / "requirements.lock").read_text(), re.M)
+    assert base and lock and base[1] == lock[1]
+    for overlay in OVERLAYS:
+        assert _one(overlay, "RayService")["spec"]["rayClusterConfig"]["rayVersion"] == lock[1]
