@@ -33,6 +33,7 @@ from aiokafka import TopicPartition
 
 from actors.lanes import lane as lane_named
 from actors.monitor import MONITOR_NAME
+from actors.naming import namespace
 from ecgstream.aami import MODEL_CLASSES
 from ecgstream.artifact import load_artifact
 from ecgstream.io.kafka import make_consumer, make_producer
@@ -76,7 +77,7 @@ class ConsumerActor:
         from ray import serve
 
         self.name = name
-        self._settings = Settings.model_validate_json(settings_json)
+        self._settings = Settings.from_json(settings_json)
         self._lane = lane_named(lane, self._settings.topics)
         artifact = load_artifact(None if model_dir is None else Path(model_dir))
         self._processor = StreamProcessor(artifact.preprocess)
@@ -368,7 +369,7 @@ class ConsumerActor:
                 return
         if self._monitor is None:
             try:
-                self._monitor = ray.get_actor(MONITOR_NAME)
+                self._monitor = ray.get_actor(MONITOR_NAME, namespace=namespace())
             except ValueError:
                 self._dropped(windows, report)
                 return

@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from actors.assignment import balance
 from actors.consumer import ConsumerActor
 from actors.lanes import lane as lane_named
+from actors.naming import namespace
 from ecgstream.settings import Settings
 
 log = logging.getLogger("ecgstream.coordinator")
@@ -45,7 +46,7 @@ class Coordinator:
         lane: str = "production",
     ) -> None:
         self._settings_json = settings_json
-        self._settings = Settings.model_validate_json(settings_json)
+        self._settings = Settings.from_json(settings_json)
         self._lane = lane_named(lane, self._settings.topics)
         self._pool_size = pool_size
         self._model_dir = model_dir
@@ -158,11 +159,10 @@ class Coordinator:
 
     def _adopt_running_consumers(self) -> None:
         """After a coordinator restart: find the consumers that are still running (by name)."""
-        namespace = ray.get_runtime_context().namespace
         for index in range(MAX_CONSUMER_GENERATIONS):
             name = f"{self._lane.consumer_prefix}{index}"
             with contextlib.suppress(ValueError):
-                self._consumers[name] = ray.get_actor(name, namespace=namespace)
+                self._consumers[name] = ray.get_actor(name, namespace=namespace())
                 self._next_index = max(self._next_index, index + 1)
 
     async def _ensure_pool(self) -> None:
@@ -176,6 +176,7 @@ class Coordinator:
             # SPREAD: on a multi-node cluster losing one node loses only part of the pool
             actor = ConsumerActor.options(
                 name=name,
+                namespace=namespace(),
                 lifetime="detached",
                 scheduling_strategy="SPREAD",
                 num_cpus=self._lane.actor_cpus,

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import ray
 
+from actors.naming import namespace
+
 MODEL_DIRECTORY_NAME = "ecgstream-model-directory"
 REPLICA_TTL_S = 15.0  # a replica silent this long is no longer counted (stopped or dead)
 
@@ -60,5 +62,5 @@ class ModelDirectory:
 
 def model_directory() -> ray.actor.ActorHandle:
     return ModelDirectory.options(
-        name=MODEL_DIRECTORY_NAME, lifetime="detached", get_if_exists=True
+        name=MODEL_DIRECTORY_NAME, namespace=namespace(), lifetime="detached", get_if_exists=True
     ).remote()

@@ -36,9 +36,7 @@ ALARM_RETRY_S = 2.0
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class MonitorActor:
     def __init__(self, settings_json: str | None = None, model_dir: str | None = None) -> None:
-        self._settings = (
-            Settings.model_validate_json(settings_json) if settings_json is not None else None
-        )
+        self._settings = Settings.from_json(settings_json) if settings_json is not None else None
         artifact = load_artifact(None if model_dir is None else Path(model_dir))
         self._model_version = artifact.version
         self._classes = artifact.classes

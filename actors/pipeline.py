@@ -17,6 +17,7 @@ from actors.coordinator import COORDINATOR_NAME, Coordinator
 from actors.lanes import lane as lane_named
 from actors.model_directory import MODEL_DIRECTORY_NAME, ModelTarget, model_directory
 from actors.monitor import MONITOR_NAME, MonitorActor
+from actors.naming import namespace
 from ecgstream.artifact import load_artifact
 from ecgstream.errors import ConfigurationError
 from ecgstream.settings import Settings
@@ -61,14 +62,15 @@ def start_consumer_pool(
     pinned = settings.ray.monitor_resource
     MonitorActor.options(
         name=MONITOR_NAME,
+        namespace=namespace(),
         lifetime="detached",
         get_if_exists=True,
         resources={pinned: 1} if pinned else None,
-    ).remote(settings.model_dump_json(), model_dir)
+    ).remote(settings.to_json(), model_dir)
     register_monitor_target(settings)
     coordinator = Coordinator.options(
-        name=COORDINATOR_NAME, lifetime="detached", get_if_exists=True
-    ).remote(settings.model_dump_json(), consumers, model_dir)
+        name=COORDINATOR_NAME, namespace=namespace(), lifetime="detached", get_if_exists=True
+    ).remote(settings.to_json(), consumers, model_dir)
     return ray.get(coordinator.start.remote(), timeout=300)
 
 
@@ -116,7 +118,7 @@ def api_up(settings: Settings, model_dir: str | None = None, replicas: int = 1) 
     model_directory()  # the API's replicas follow the production lane's promotions
     start_serve(settings)
     serve.run(
-        build_api(settings.model_dump_json(), model_dir, replicas),
+        build_api(settings.to_json(), model_dir, replicas),
         name=API_APP_NAME,
         route_prefix="/",
         blocking=False,
@@ -157,7 +159,7 @@ def switch_model(
     every live replica says it runs it. On a timeout the previous target is restored."""
     connect(settings)
     version = load_artifact(None if model_dir is None else Path(model_dir)).version
-    directory = ray.get_actor(MODEL_DIRECTORY_NAME)
+    directory = ray.get_actor(MODEL_DIRECTORY_NAME, namespace=namespace())
     previous = ray.get(directory.target.remote(lane), timeout=30)
     ray.get(directory.set_target.remote(lane, ModelTarget(version, model_dir)), timeout=30)
     deadline = time.monotonic() + timeout
@@ -183,7 +185,7 @@ def served_model(settings: Settings, lane: str = "production") -> ModelTarget | 
     """What the lane's replicas are told to run (None: the lane is not up)."""
     connect(settings)
     try:
-        directory = ray.get_actor(MODEL_DIRECTORY_NAME)
+        directory = ray.get_actor(MODEL_DIRECTORY_NAME, namespace=namespace())
     except ValueError:
         return None
     return ray.get(directory.target.remote(lane), timeout=30)
@@ -201,8 +203,11 @@ def lane_up(
         lane_down(settings, lane)  # whatever an interrupted run left behind
     load_s = deploy_lane_model(settings, lane, model_dir, replicas)
     coordinator = Coordinator.options(
-        name=lane_named(lane).coordinator_name, lifetime="detached", get_if_exists=True
-    ).remote(settings.model_dump_json(), consumers, model_dir, lane)
+        name=lane_named(lane).coordinator_name,
+        namespace=namespace(),
+        lifetime="detached",
+        get_if_exists=True,
+    ).remote(settings.to_json(), consumers, model_dir, lane)
     status = ray.get(coordinator.start.remote(), timeout=300)
     return {**status, "load_s": load_s}
 
@@ -210,7 +215,7 @@ def lane_up(
 def lane_status(settings: Settings, lane: str) -> dict[str, Any] | None:
     connect(settings)
     try:
-        coordinator = ray.get_actor(lane_named(lane).coordinator_name)
+        coordinator = ray.get_actor(lane_named(lane).coordinator_name, namespace=namespace())
     except ValueError:
         return None
     return ray.get(coordinator.status.remote(), timeout=60)
@@ -226,7 +231,10 @@ def lane_down(settings: Settings, lane: str) -> None:
     with contextlib.suppress(Exception):
         serve.delete(lane_named(lane).serve_app)
     with contextlib.suppress(ValueError):
-        ray.get(ray.get_actor(MODEL_DIRECTORY_NAME).forget.remote(lane), timeout=30)
+        ray.get(
+            ray.get_actor(MODEL_DIRECTORY_NAME, namespace=namespace()).forget.remote(lane),
+            timeout=30,
+        )
 
 
 def _kill_consumers(prefix: str) -> None:
@@ -235,21 +243,20 @@ def _kill_consumers(prefix: str) -> None:
     from ray.util.state import list_actors
 
     context = ray.get_runtime_context()
-    namespace = context.namespace
     with contextlib.suppress(Exception):
         # the state API needs the address: it does not use the driver's connection
         alive = list_actors(
             address=context.gcs_address, filters=[("state", "=", "ALIVE")], limit=10_000
         )
         for actor in alive:
-            if actor.name and actor.name.startswith(prefix) and actor.ray_namespace == namespace:
+            if actor.name and actor.name.startswith(prefix) and actor.ray_namespace == namespace():
                 with contextlib.suppress(ValueError):
-                    ray.kill(ray.get_actor(actor.name), no_restart=True)
+                    ray.kill(ray.get_actor(actor.name, namespace=namespace()), no_restart=True)
 
 
 def _stop_coordinator(name: str) -> None:
     with contextlib.suppress(ValueError):
-        coordinator = ray.get_actor(name)
+        coordinator = ray.get_actor(name, namespace=namespace())
         with contextlib.suppress(Exception):
             ray.get(coordinator.shutdown.remote(), timeout=60)
         ray.kill(coordinator, no_restart=True)
@@ -272,7 +279,7 @@ def register_monitor_target(settings: Settings) -> None:
 
 
 def coordinator_handle() -> Any:
-    return ray.get_actor(COORDINATOR_NAME)
+    return ray.get_actor(COORDINATOR_NAME, namespace=namespace())
 
 
 def stream_status(settings: Settings) -> dict[str, Any] | None:
@@ -301,7 +308,7 @@ def stream_status(settings: Settings) -> dict[str, Any] | None:
 
 
 def monitor_handle() -> Any:
-    return ray.get_actor(MONITOR_NAME)
+    return ray.get_actor(MONITOR_NAME, namespace=namespace())
 
 
 def stream_down(settings: Settings) -> None:
@@ -317,4 +324,4 @@ def stream_down(settings: Settings) -> None:
     with contextlib.suppress(Exception):
         serve.delete(lane_named("production").serve_app)
     with contextlib.suppress(ValueError):
-        ray.kill(ray.get_actor(MODEL_DIRECTORY_NAME), no_restart=True)
+        ray.kill(ray.get_actor(MODEL_DIRECTORY_NAME, namespace=namespace()), no_restart=True)

@@ -10,6 +10,8 @@ A service whose address is left unset is the one the local stack (`ecgstream clu
 
 from __future__ import annotations
 
+import json
+import os
 import stat
 from pathlib import Path
 from typing import Annotated
@@ -177,6 +179,20 @@ class Settings(BaseSettings):
     @property
     def postgres_dsn_file(self) -> Path:
         return self.state_dir / "postgres" / "dsn"
+
+    def to_json(self) -> str:
+        """These settings for another process of the same deployment (a Ray actor, a Serve
+        replica): everything but the PostgreSQL DSN, a secret that process reads from its own
+        environment or, on the local stack, from the secret file under the state dir."""
+        return self.model_dump_json(exclude={"postgres": {"dsn"}})
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        data = json.loads(text)
+        dsn = os.environ.get("ECGSTREAM_POSTGRES__DSN")
+        if dsn:
+            data.setdefault("postgres", {})["dsn"] = dsn
+        return cls.model_validate(data)
 
     def postgres_dsn(self) -> str:
         """The DSN to connect with. Secret: never print or log the result."""

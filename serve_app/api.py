@@ -202,9 +202,7 @@ class ApiIngress:
     def __init__(self, model_dir: str | None = None, settings_json: str | None = None) -> None:
         import torch
 
-        self._settings = (
-            Settings.model_validate_json(settings_json) if settings_json else Settings()
-        )
+        self._settings = Settings.from_json(settings_json) if settings_json else Settings()
         torch.set_num_threads(1)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         # the model runs here, not behind another deployment: a Serve hop costs more on a small

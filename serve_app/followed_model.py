@@ -13,6 +13,7 @@ import logging
 import threading
 from pathlib import Path
 
+from actors.naming import namespace
 from ecgstream.artifact import ModelArtifact, load_artifact
 
 log = logging.getLogger("ecgstream.serve")
@@ -53,7 +54,7 @@ class FollowedModel:
 
         try:
             if self._directory is None:
-                self._directory = ray.get_actor(MODEL_DIRECTORY_NAME)
+                self._directory = ray.get_actor(MODEL_DIRECTORY_NAME, namespace=namespace())
             return ray.get(
                 self._directory.report.remote(self._lane, self._replica, version or ""), timeout=5
             )

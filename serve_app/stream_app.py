@@ -9,10 +9,12 @@ over; offsets are committed only after outputs are durable, so nothing is lost, 
 idempotent keys absorb what is redone.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ray import serve
 
+from actors.naming import namespace
 from ecgstream.settings import Settings
 
 APP_NAME = "ecgstream-stream"
@@ -31,14 +33,20 @@ class StreamSupervisor:
 
         self._settings = Settings()
         self._consumers = consumers
-        self.started = start_consumer_pool(self._settings, consumers, model_dir)
+        # Serve runs constructors inside its event loop; the pool's start runs its own
+        with ThreadPoolExecutor(1) as pool:
+            self.started = pool.submit(
+                start_consumer_pool, self._settings, consumers, model_dir
+            ).result()
 
     def check_health(self) -> None:
         import ray
 
         from actors.coordinator import COORDINATOR_NAME
 
-        ray.get_actor(COORDINATOR_NAME)  # raises when the coordinator is gone
+        ray.get_actor(
+            COORDINATOR_NAME, namespace=namespace()
+        )  # raises when the coordinator is gone
 
     async def __call__(self) -> dict[str, Any]:
         return {"consumers": self._consumers}

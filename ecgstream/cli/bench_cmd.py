@@ -190,3 +190,27 @@ def edge(
                 lambda name: status.update(f"edge vs server: record {name} of {len(chosen)}"),
             )
     _emit(result, json_out)
+
+
+@bench_app.command()
+@reports_errors
+def nodes(
+    json_out: Path | None = typer.Option(None, "--json", help="also write the JSON here"),
+    nodes: int = typer.Option(3, min=2, help="Ray nodes of the spread layout"),
+    consumers: int = typer.Option(3, min=1),
+    replicas: int = typer.Option(3, min=1, help="classifier replicas"),
+    patients: int = typer.Option(40, min=1),
+    seconds: float = typer.Option(300.0, min=10, help="seconds of signal per patient"),
+    repeats: int = typer.Option(2, min=1),
+) -> None:
+    """The pipeline on N Ray nodes vs on one node with the same CPUs, consumers and replicas
+    (needs `ecgstream cluster up` for Kafka and PostgreSQL, and the stack's stream down)."""
+    from ecgstream.tools.bench_nodes import bench_nodes
+    from ecgstream.tools.bench_pipeline import Workload
+
+    workload = Workload(("119", "208", "101", "106", "203", "223"), patients, seconds)
+    with console.status("multi-node bench") as status:
+        result = bench_nodes(
+            load_settings(), workload, nodes, consumers, replicas, repeats, status.update
+        )
+    _emit(result, json_out)

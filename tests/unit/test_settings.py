@@ -72,3 +72,19 @@ def test_secret_files_must_be_private(tmp_path: Path) -> None:
 def test_missing_local_dsn_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="ecgstream cluster up"):
         Settings(state_dir=tmp_path).postgres_dsn()
+
+
+def test_settings_for_another_process_carry_no_secret_and_take_it_from_its_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import SecretStr
+
+    from ecgstream.settings import PostgresSettings
+
+    settings = Settings(postgres=PostgresSettings(dsn=SecretStr("postgresql://u:s3cret@db/x")))
+    text = settings.to_json()
+    assert "s3cret" not in text and "*****" not in text
+    monkeypatch.delenv("ECGSTREAM_POSTGRES__DSN", raising=False)
+    assert Settings.from_json(text).postgres.dsn is None  # then: the local stack's secret file
+    monkeypatch.setenv("ECGSTREAM_POSTGRES__DSN", "postgresql://u:other@db/x")
+    assert Settings.from_json(text).postgres_dsn() == "postgresql://u:other@db/x"
