@@ -28,6 +28,7 @@ from ecgstream.tools.bench_pipeline import Workload, pipeline_run
 
 CPUS_PER_NODE = 2
 SERVE_PORT_OFFSET = 123  # the bench clusters' HTTP proxy, beside the stack's
+DASHBOARD_PORT_OFFSET = 100
 
 
 @contextlib.contextmanager
@@ -39,7 +40,12 @@ def _cluster(node_cpus: list[int], settings: Settings) -> Iterator[Settings]:
         ray.shutdown()
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": node_cpus[0], "include_dashboard": False},
+        # the dashboard serves Ray's state API (placement below), beside the stack's own
+        head_node_args={
+            "num_cpus": node_cpus[0],
+            "include_dashboard": True,
+            "dashboard_port": settings.local.ray_dashboard_port + DASHBOARD_PORT_OFFSET,
+        },
     )
     for cpus in node_cpus[1:]:
         cluster.add_node(num_cpus=cpus)
