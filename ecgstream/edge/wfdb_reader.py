@@ -7,6 +7,7 @@ a test holds the two readers equal on every MIT-BIH record.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,11 @@ class WfdbRecord:
     gains: tuple[float, ...]
     baselines: tuple[int, ...]
 
+    @functools.cached_property
+    def _raw(self) -> np.memmap:
+        """The signal file, mapped once (a live replay reads it chunk by chunk)."""
+        return np.memmap(self.data, dtype=np.uint8, mode="r")
+
     @property
     def n_leads(self) -> int:
         return len(self.lead_names)
@@ -41,7 +47,7 @@ class WfdbRecord:
         end = self.n_samples if end is None else min(end, self.n_samples)
         if end <= begin:
             return np.zeros((self.n_leads, 0), np.float32)
-        raw = np.memmap(self.data, dtype=np.uint8, mode="r")
+        raw = self._raw
         first, last = begin * self.n_leads, end * self.n_leads  # interleaved sample indices
         if self.fmt == "212":
             pair = first // 2  # 3 bytes hold samples 2k and 2k+1

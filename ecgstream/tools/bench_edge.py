@@ -23,7 +23,7 @@ import numpy as np
 
 from ecgstream.artifact import load_artifact
 from ecgstream.ec57 import class_metrics, score_record
-from ecgstream.edge.bundle import MODEL_FILES, load_edge_model
+from ecgstream.edge.bundle import MODEL_FILES, EdgeModel, load_edge_model
 from ecgstream.edge.outbox import Outbox
 from ecgstream.edge.runner import EdgeRunner
 from ecgstream.edge.wfdb_reader import open_wfdb
@@ -42,9 +42,8 @@ class RecordRun:
     process_s: float
 
 
-def edge_run(bundle: Path, variant: str, data_dir: Path, record: str, outbox: Outbox) -> RecordRun:
+def edge_run(model: EdgeModel, data_dir: Path, record: str, outbox: Outbox) -> RecordRun:
     """One record through the edge runner at full speed, 1-second chunks as a device sends."""
-    model = load_edge_model(bundle, variant)
     source = open_wfdb(data_dir / record)
     runner = EdgeRunner(model, outbox, f"parity-{record}", "", source.fs, source.lead_names, 0, 0.0)
     step = round(CHUNK_S * source.fs)
@@ -104,6 +103,7 @@ def edge_parity(
     alarm_log = logging.getLogger("ecgstream.edge")
     level = alarm_log.level
     alarm_log.setLevel(logging.ERROR)  # thousands of replayed alarms are not news here
+    models = {variant: load_edge_model(bundle, variant) for variant in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="ecgstream-parity-") as tmp:
         for record in records:
             on_record(record)
@@ -111,7 +111,7 @@ def edge_parity(
             for variant in VARIANTS:
                 outbox = Outbox(Path(tmp) / f"{variant}-{record}.sqlite")
                 try:
-                    runs[variant][record] = edge_run(bundle, variant, data_dir, record, outbox)
+                    runs[variant][record] = edge_run(models[variant], data_dir, record, outbox)
                 finally:
                     outbox.close()
     alarm_log.setLevel(level)
