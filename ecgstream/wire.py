@@ -231,20 +231,25 @@ def decode_chunk(data: bytes) -> EcgChunk:
 
 
 def _validate(raw: Mapping[str, Any]) -> EcgChunk:
+    if not all(isinstance(key, str) for key in raw):  # msgpack maps may have bin keys
+        raise WireFormatError(RejectReason.WRONG_TYPE, "field names must be strings")
     version = raw.get("v")
     if version is None:
         raise WireFormatError(RejectReason.MISSING_FIELD, "field 'v' (schema version) is missing")
     if version != WIRE_VERSION or isinstance(version, bool):
         raise WireFormatError(
             RejectReason.UNSUPPORTED_VERSION,
-            f"schema version {version!r} is not supported (this reader speaks {WIRE_VERSION})",
+            f"schema version {_shown(version)} is not supported "
+            f"(this reader speaks {WIRE_VERSION})",
         )
     missing = [name for name in _FIELDS if name not in raw]
     if missing:
         raise WireFormatError(RejectReason.MISSING_FIELD, f"missing field(s): {', '.join(missing)}")
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:
-        raise WireFormatError(RejectReason.UNKNOWN_FIELD, f"unknown field(s): {', '.join(unknown)}")
+        shown = ", ".join(_shown(name) for name in unknown[:4])
+        more = f" and {len(unknown) - 4} more" if len(unknown) > 4 else ""
+        raise WireFormatError(RejectReason.UNKNOWN_FIELD, f"unknown field(s): {shown}{more}")
 
     device_id = _identifier(raw, "device")
     patient_id = _identifier(raw, "patient")
@@ -305,6 +310,13 @@ def _validate(raw: Mapping[str, Any]) -> EcgChunk:
         adc_baseline=tuple(baselines),
         samples=samples.astype(np.int16, copy=False),
     )
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    """A value from the message in a rejection, cut short: the reason goes to logs and the
+    dead-letter topic, and must never carry the message (its samples) along."""
+    text = repr(value[: limit + 1] if isinstance(value, str | bytes) else value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _identifier(raw: Mapping[str, Any], name: str) -> str:

@@ -190,3 +190,29 @@ def test_arbitrary_bytes_never_crash_the_decoder(payload: bytes) -> None:
         decode_chunk(payload)
     except WireFormatError as exc:
         assert isinstance(exc.reason, RejectReason)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{b"extra": 1}, {b"extra": 1, "other": 2}],
+    ids=["bin-key", "bin-and-str-keys"],
+)
+def test_bin_field_names_are_a_wrong_type_not_a_crash(extra: dict[object, object]) -> None:
+    # found by `ecgstream fuzz`: sorting/joining bytes keys with str keys raised TypeError
+    assert _reason({**_raw(), **extra}) is RejectReason.WRONG_TYPE
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _raw(v=b"\x01\x00" * 100_000),
+        _raw(v="1" * 4096),
+        {**_raw(), **{f"k{i}" + "x" * 4000: 1 for i in range(10)}},
+    ],
+    ids=["bin-version", "long-version", "long-unknown-fields"],
+)
+def test_a_rejection_does_not_echo_the_message(raw: dict[str, object]) -> None:
+    # found by `ecgstream fuzz`: the version and unknown field names were echoed whole
+    with pytest.raises(WireFormatError) as caught:
+        decode_chunk(msgpack.packb(raw, use_bin_type=True))
+    assert len(caught.value.detail) <= 256
