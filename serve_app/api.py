@@ -140,12 +140,21 @@ async def _registry_aliases(settings: Settings) -> list[dict[str, str]]:
     return [{"version": r["version"], "role": r["alias"]} for r in rows]
 
 
-def _errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """Pydantic's errors as plain JSON: where, and what is wrong."""
-    return [
-        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-        for e in exc.errors(include_url=False, include_input=False, include_context=False)
+def _errors(exc: ValidationError, limit: int = 20) -> list[dict[str, Any]]:
+    """Pydantic's errors as plain JSON: where, and what is wrong. At most `limit` of them, and a
+    body key named in a location cut short, so a 422 never echoes the request back."""
+    errors = [
+        {
+            "loc": [p[:64] if isinstance(p, str) else p for p in e.get("loc", ())],
+            "msg": e.get("msg", "")[:256],
+            "type": e.get("type", ""),
+        }
+        for e in exc.errors(include_url=False, include_input=False, include_context=False)[:limit]
     ]
+    if exc.error_count() > limit:
+        more = f"and {exc.error_count() - limit} more errors"
+        errors.append({"loc": [], "msg": more, "type": "too_many_errors"})
+    return errors
 
 
 def _read_wfdb(header: bytes, signal: bytes) -> tuple[np.ndarray, float, list[str]]:
@@ -162,7 +171,7 @@ def _read_wfdb(header: bytes, signal: bytes) -> tuple[np.ndarray, float, list[st
     if not first:
         raise HTTPException(422, "the header file is empty")
     name = first[0].split("/")[0]
-    if not name.replace("-", "").replace("_", "").isalnum():
+    if len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
         raise HTTPException(422, "the header names no valid record")
     with tempfile.TemporaryDirectory(prefix="ecgstream-upload-") as tmp:
         (Path(tmp) / f"{name}.hea").write_bytes(header)
@@ -174,23 +183,30 @@ def _read_wfdb(header: bytes, signal: bytes) -> tuple[np.ndarray, float, list[st
             data_name = files.pop()
             if Path(data_name).name != data_name or data_name.startswith("."):
                 raise HTTPException(422, "the signal file name must be a plain file name")
+            # the header's claims before reading: it may announce more samples than were sent,
+            # and reading allocates them all
+            fs = float(info.fs)
+            if not MIN_FS <= fs <= MAX_FS:
+                raise HTTPException(422, f"fs {fs:g} Hz outside {MIN_FS:g}-{MAX_FS:g}")
+            if not 1 <= info.n_sig <= MAX_LEADS:
+                raise HTTPException(422, f"{info.n_sig} leads; allowed 1-{MAX_LEADS}")
+            if (info.sig_len or 0) / fs > MAX_SECONDS:
+                raise HTTPException(422, f"record is over {MAX_SECONDS:g} s")
             (Path(tmp) / data_name).write_bytes(signal)
             record = wfdb.rdrecord(str(Path(tmp) / name), physical=False)
         except HTTPException:
             raise
         except Exception as exc:  # wfdb raises many kinds on bad input
             raise HTTPException(422, f"not a readable WFDB record: {type(exc).__name__}") from None
-    fs = float(record.fs)
     n = record.d_signal.shape[0]
-    if not MIN_FS <= fs <= MAX_FS:
-        raise HTTPException(422, f"fs {fs:g} Hz outside {MIN_FS:g}-{MAX_FS:g}")
-    if not 1 <= record.n_sig <= MAX_LEADS:
-        raise HTTPException(422, f"{record.n_sig} leads; allowed 1-{MAX_LEADS}")
     if not MIN_SECONDS <= n / fs <= MAX_SECONDS:
         raise HTTPException(
             422, f"record is {n / fs:.1f} s; allowed {MIN_SECONDS:g}-{MAX_SECONDS:g}"
         )
-    x = adc_to_millivolts(record.d_signal.T, record.adc_gain, record.baseline)
+    with np.errstate(all="ignore"):  # a tiny or infinite gain is refused just below
+        x = adc_to_millivolts(record.d_signal.T, record.adc_gain, record.baseline)
+    if not (np.isfinite(record.adc_gain).all() and np.isfinite(x).all()):
+        raise HTTPException(422, "the ADC gains give no finite millivolts")
     return x, fs, list(record.sig_name)
 
 
