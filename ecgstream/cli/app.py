@@ -65,6 +65,9 @@ def _register() -> None:
     app.add_typer(api_cmd.api_app, name="api")
     app.add_typer(api_cmd.keys_app, name="api-keys")
     app.add_typer(edge_cmd.edge_app, name="edge")
+    from ecgstream.cli import audit_cmd
+
+    app.add_typer(audit_cmd.audit_app, name="audit")
     app.command("tune")(registry_cmd.tune)
     app.command("replay")(stream_cmd.replay)
     app.command("demo")(demo_cmd.demo)
