@@ -50,6 +50,7 @@ def _register() -> None:
         db_cmd,
         demo_cmd,
         edge_cmd,
+        fuzz_cmd,
         registry_cmd,
         release_cmd,
         stream_cmd,
@@ -74,6 +75,7 @@ def _register() -> None:
     app.command("train")(core_cmd.train)
     app.command("evaluate")(core_cmd.evaluate)
     app.command("crossval")(core_cmd.crossval)
+    app.command("fuzz")(fuzz_cmd.fuzz)
 
 
 _register()
