@@ -125,7 +125,7 @@ class ConsumerActor:
         await self._consumer.start()
         await self._producer.start()
         self._pool = await asyncpg.create_pool(
-            settings.postgres_dsn(), min_size=1, max_size=2, command_timeout=30
+            settings.postgres_dsn("sink"), min_size=1, max_size=2, command_timeout=30
         )
         self._kafka_sink = KafkaSink(settings, self._producer, beats_topic=self._lane.beats_topic)
         self._pg_sink = PostgresSink(self._pool, beats_table=self._lane.beats_table)

@@ -19,12 +19,12 @@ import time
 from typing import Any
 
 import ray
-from aiokafka.admin import AIOKafkaAdminClient
 
 from actors.assignment import balance
 from actors.consumer import ConsumerActor
 from actors.lanes import lane as lane_named
 from actors.naming import namespace
+from ecgstream.io.kafka import make_admin
 from ecgstream.settings import Settings
 
 log = logging.getLogger("ecgstream.coordinator")
@@ -149,7 +149,7 @@ class Coordinator:
     # -- internals ---------------------------------------------------------------------------
 
     async def _discover_partitions(self) -> list[int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap)
+        admin = make_admin(self._settings, role="pipeline")
         await admin.start()
         try:
             described = await admin.describe_topics([self._lane.samples_topic])

@@ -58,7 +58,9 @@ class MonitorActor:
             return
         port = self._settings.prometheus.metrics_port
         try:
-            start_http_server(port, addr="0.0.0.0", registry=self._metrics.registry)
+            start_http_server(
+                port, addr=self._settings.prometheus.metrics_host, registry=self._metrics.registry
+            )
         except OSError as exc:  # the port is taken: keep monitoring, say so in the summary
             self._metrics_error = f"cannot serve /metrics on port {port}: {exc.strerror}"
             log.warning(self._metrics_error)
@@ -112,7 +114,7 @@ class MonitorActor:
                 producer = make_producer(self._settings)
                 await producer.start()
                 pool = await asyncpg.create_pool(
-                    self._settings.postgres_dsn(), min_size=1, max_size=1
+                    self._settings.postgres_dsn("sink"), min_size=1, max_size=1
                 )
                 try:
                     await KafkaSink(self._settings, producer).write([], batch, [], self._classes)

@@ -105,7 +105,22 @@ def start_serve(settings: Settings) -> None:
     """Serve with its HTTP proxy on the configured port (the REST API's); idempotent."""
     from ray import serve
 
-    serve.start(http_options={"host": "127.0.0.1", "port": settings.local.serve_http_port})
+    serve.start(http_options=serve_http_options(settings))
+
+
+def serve_http_options(settings: Settings) -> dict[str, object]:
+    """Loopback only; on the secure stack, HTTPS with the certificate its CA issued (Ray's
+    HAProxy ingress cannot terminate TLS, so the secure stack runs Serve's own proxy)."""
+    options: dict[str, object] = {"host": "127.0.0.1", "port": settings.local.serve_http_port}
+    if settings.local_secure:
+        options["ssl_certfile"] = str(settings.tls_dir / "api.crt")
+        options["ssl_keyfile"] = str(settings.tls_dir / "api.key")
+    return options
+
+
+def api_base_url(settings: Settings) -> str:
+    scheme = "https" if settings.local_secure else "http"
+    return f"{scheme}://127.0.0.1:{settings.local.serve_http_port}"
 
 
 def api_up(settings: Settings, model_dir: str | None = None, replicas: int = 1) -> str:
@@ -124,7 +139,7 @@ def api_up(settings: Settings, model_dir: str | None = None, replicas: int = 1) 
         blocking=False,
     )
     _wait_app_running(API_APP_NAME, timeout=settings.local.startup_timeout_s)
-    return f"http://127.0.0.1:{settings.local.serve_http_port}"
+    return api_base_url(settings)
 
 
 def api_down(settings: Settings) -> None:

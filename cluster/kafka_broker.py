@@ -14,13 +14,15 @@ import shutil
 import subprocess
 from importlib import resources
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from cluster._process import ManagedProcess, ensure_ports_free, wait_until
+from cluster.kafka_security import KafkaSecurity
 from cluster.state import ComponentStatus, StatePaths
 from ecgstream.errors import StackError
-from ecgstream.settings import Settings
+from ecgstream.io.kafka import make_admin
+from ecgstream.settings import Settings, write_secret_file
 
 _JVM_FLAGS = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true")
 
@@ -35,6 +37,8 @@ class KafkaBroker:
         self._lib = self._dir / "lib"
         self._data = self._dir / "data"
         self._properties = self._dir / "server.properties"
+        self.security = KafkaSecurity(settings, self._dir)
+        self._secure_data = self._dir / "data-has-users"
         self.process = ManagedProcess(
             name=self.name,
             pid_file=paths.pid_file(self.name),
@@ -48,20 +52,42 @@ class KafkaBroker:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    @property
+    def classpath(self) -> str:
+        return f"{self._lib}/*"
+
+    @staticmethod
+    def java() -> str:
+        return _require("java", "install a Java 17+ runtime (Debian: default-jre-headless)")
+
+    @property
+    def secure(self) -> bool:
+        return self._settings.local_secure
+
     def start(self) -> None:
         if self.process.pid() is not None:
             return
-        ensure_ports_free(
-            self.name,
-            {
-                "kafka_port": self._local.kafka_port,
-                "kafka_controller_port": self._local.kafka_controller_port,
-            },
-        )
+        ports = {
+            "kafka_port": self._local.kafka_port,
+            "kafka_controller_port": self._local.kafka_controller_port,
+        }
+        if self.secure:
+            ports["kafka_mtls_port"] = self._local.kafka_mtls_port
+        ensure_ports_free(self.name, ports)
         java = _require("java", "install a Java 17+ runtime (Debian: default-jre-headless)")
         self._ensure_jars()
+        if self.secure:
+            self.security.ensure_material()
         self._write_properties()
-        if not (self._data / "meta.properties").exists():
+        formatted = (self._data / "meta.properties").exists()
+        if formatted and self.secure and not self._secure_data.exists():
+            raise StackError(
+                self.name,
+                f"this broker's data ({self._data}) was created without --secure and has no "
+                "users: stop the stack and remove that directory (its topics are lost) or use "
+                "a fresh state dir",
+            )
+        if not formatted:
             self._format_storage(java)
         log_config = resources.files("cluster") / "kafka" / "log4j2.properties"
         self.process.start(
@@ -90,6 +116,8 @@ class KafkaBroker:
 
     def after_ready(self) -> None:
         asyncio.run(ensure_topics(self._settings))
+        if self.secure:
+            self.security.apply_acls(_require("java", ""), f"{self._lib}/*")
 
     def stop(self) -> bool:
         return self.process.stop()
@@ -110,7 +138,7 @@ class KafkaBroker:
     # -- helpers -----------------------------------------------------------------------------
 
     def _ensure_jars(self) -> None:
-        if self._lib.is_dir() and any(self._lib.glob("kafka_2.13-*.jar")):
+        if self._lib.is_dir() and any(self._lib.glob("kafka-tools-[0-9]*.jar")):
             return
         mvn = _require("mvn", "install Maven (Debian: maven)")
         pom = resources.files("cluster") / "kafka" / "pom.xml"
@@ -163,8 +191,10 @@ class KafkaBroker:
             # and the dead-letter topic instead of failing in the producer
             "message.max.bytes": str(2 * 1024 * 1024),
         }
-        self._properties.parent.mkdir(parents=True, exist_ok=True)
-        self._properties.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+        if self.secure:
+            lines.update(self.security.properties())
+        # 0600: on the secure stack it holds the keystore's password
+        write_secret_file(self._properties, "".join(f"{k}={v}\n" for k, v in lines.items()))
 
     def _format_storage(self, java: str) -> None:
         classpath = f"{self._lib}/*"
@@ -178,14 +208,15 @@ class KafkaBroker:
             cluster_id,
             "-c",
             str(self._properties),
+            *(self.security.format_arguments() if self.secure else []),
         )
+        if self.secure:
+            self._secure_data.write_text("SCRAM users created at format time\n")
 
     async def _metadata_round_trip(self) -> bool:
         # while the broker boots, aiokafka logs every refused connection: not news here
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.endpoint, request_timeout_ms=5_000, client_id="ecgstream-probe"
-        )
+        admin = make_admin(self._settings)
         await admin.start()
         try:
             await admin.describe_cluster()
@@ -196,11 +227,7 @@ class KafkaBroker:
 
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create the project's topics if missing (the broker does not auto-create). Idempotent."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
-        request_timeout_ms=settings.kafka.request_timeout_ms,
-        client_id=f"{settings.kafka.client_id}-admin",
-    )
+    admin = make_admin(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

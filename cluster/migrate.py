@@ -78,3 +78,26 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[Migration]:
                 )
             applied_now.append(migration)
     return applied_now
+
+
+SINK_ROLE = "ecgstream_sink"
+SINK_TABLES = ("beats", "beats_shadow", "beats_staging", "alarms")
+
+
+async def migrate(conn: asyncpg.Connection) -> list[Migration]:
+    """Apply pending migrations, then (re)grant the sink role its privileges on them."""
+    applied = await apply_migrations(conn)
+    await grant_sink_role(conn)
+    return applied
+
+
+async def grant_sink_role(conn: asyncpg.Connection, role: str = SINK_ROLE) -> bool:
+    """INSERT and SELECT on the stream sink's tables, nothing else: a stolen sink credential
+    can add rows but not change, delete or restructure them. False if the role does not exist
+    (a deployment that runs everything as the owner)."""
+    if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+        return False
+    quoted = await conn.fetchval("SELECT quote_ident($1)", role)
+    await conn.execute(f"GRANT USAGE ON SCHEMA public TO {quoted}")
+    await conn.execute(f"GRANT SELECT, INSERT ON {', '.join(SINK_TABLES)} TO {quoted}")
+    return True

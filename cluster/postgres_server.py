@@ -24,10 +24,16 @@ from cluster._process import (
     service_user,
     wait_until,
 )
-from cluster.migrate import apply_migrations
+from cluster.migrate import SINK_ROLE, migrate
 from cluster.state import ComponentStatus, StatePaths
+from cluster.tls import CertificateAuthority
 from ecgstream.errors import StackError
-from ecgstream.settings import Settings, read_secret_file, write_secret_file
+from ecgstream.settings import (
+    Settings,
+    read_secret_file,
+    write_private_bytes,
+    write_secret_file,
+)
 
 APP_ROLE = "ecgstream"
 APP_DATABASE = "ecgstream"
@@ -55,6 +61,8 @@ class PostgresServer:
         self._socket_dir = self._dir / "socket"
         self._superuser_password = self._dir / "superuser-password"
         self._dsn_file = settings.postgres_dsn_file
+        self._sink_dsn_file = settings.postgres_sink_dsn_file
+        self._tls = self._dir / "tls"
         self._user = service_user("postgres")
         self.process = ManagedProcess(
             name=self.name,
@@ -79,9 +87,11 @@ class PostgresServer:
         self._socket_dir.mkdir(parents=True, exist_ok=True)
         self.process.log_file.parent.mkdir(parents=True, exist_ok=True)
         chown_tree(self._socket_dir, self._user)
+        tls_options = self._prepare_tls() if self._settings.local_secure else []
         self.process.start(
             [
                 str(bindir / "postgres"),
+                *tls_options,
                 "-D",
                 str(self._data),
                 "-p",
@@ -100,7 +110,7 @@ class PostgresServer:
 
     def wait_ready(self) -> None:
         wait_until(
-            lambda: asyncio.run(self._select_one(self._superuser_dsn())),
+            lambda: asyncio.run(self._select_one(self.superuser_dsn())),
             timeout_s=self._settings.local.startup_timeout_s,
             process=self.process,
             what="SELECT 1 as the superuser",
@@ -158,26 +168,67 @@ class PostgresServer:
         if result.returncode != 0:
             raise StackError(self.name, f"initdb failed:\n{result.stderr[-2000:]}")
 
-    def _superuser_dsn(self) -> str:
+    def _prepare_tls(self) -> list[str]:
+        """A server certificate from the stack's CA, and only TLS connections with a password
+        accepted over TCP (the superuser's unix socket stays peer-authenticated)."""
+        authority = CertificateAuthority(self._settings.tls_dir).ensure()
+        server = authority.issue("postgres", server=True)
+        self._tls.mkdir(parents=True, exist_ok=True)
+        cert, key = self._tls / "server.crt", self._tls / "server.key"
+        cert.write_bytes(server.cert.read_bytes())
+        write_private_bytes(key, server.key.read_bytes())  # postgres refuses a readable key
+        chown_tree(self._tls, self._user)
+        hba = self._data / "pg_hba.conf"
+        hba.write_text(
+            "# written by ecgstream cluster up --secure: TLS with SCRAM, nothing in clear text\n"
+            "local   all  postgres                peer\n"
+            "hostssl all  all       127.0.0.1/32  scram-sha-256\n"
+        )
+        chown_tree(hba, self._user)
+        return [
+            "-c",
+            "ssl=on",
+            "-c",
+            f"ssl_cert_file={cert}",
+            "-c",
+            f"ssl_key_file={key}",
+            "-c",
+            "ssl_min_protocol_version=TLSv1.2",
+            "-c",
+            "password_encryption=scram-sha-256",
+        ]
+
+    def _dsn(self, role: str, password: str, database: str) -> str:
+        dsn = f"postgresql://{role}:{quote(password)}@127.0.0.1:{self._port}/{database}"
+        if self._settings.local_secure:
+            # verify-full: the server must prove it is the one our CA named for 127.0.0.1
+            ca = quote(str(self._settings.tls_dir / "ca.pem"))
+            dsn += f"?sslmode=verify-full&sslrootcert={ca}"
+        return dsn
+
+    def superuser_dsn(self) -> str:
         password = read_secret_file(self._superuser_password, hint="the data dir is incomplete")
-        return f"postgresql://postgres:{quote(password)}@127.0.0.1:{self._port}/postgres"
+        return self._dsn("postgres", password, "postgres")
 
     async def _bootstrap(self) -> None:
-        """Create the application role and database (first start), then apply migrations."""
-        if not self._dsn_file.exists():
-            write_secret_file(
-                self._dsn_file,
-                f"postgresql://{APP_ROLE}:{quote(secrets.token_urlsafe(24))}"
-                f"@127.0.0.1:{self._port}/{APP_DATABASE}",
-            )
-        password = _password_of(self._settings.postgres_dsn())
-        conn = await asyncpg.connect(self._superuser_dsn())
+        """Create the owner and sink roles and the database (first start), apply migrations and
+        grant the sink its privileges. DSN files are rewritten each time for the current mode."""
+        passwords = {
+            APP_ROLE: _existing_password(self._dsn_file),
+            SINK_ROLE: _existing_password(self._sink_dsn_file),
+        }
+        write_secret_file(self._dsn_file, self._dsn(APP_ROLE, passwords[APP_ROLE], APP_DATABASE))
+        write_secret_file(
+            self._sink_dsn_file, self._dsn(SINK_ROLE, passwords[SINK_ROLE], APP_DATABASE)
+        )
+        conn = await asyncpg.connect(self.superuser_dsn())
         try:
-            role_exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", APP_ROLE)
-            verb = "ALTER" if role_exists else "CREATE"
-            # a password cannot be a bind parameter in DDL; quote it as a literal
-            literal = await conn.fetchval("SELECT quote_literal($1)", password)
-            await conn.execute(f"{verb} ROLE {APP_ROLE} LOGIN PASSWORD {literal}")
+            for role, password in passwords.items():
+                exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+                verb = "ALTER" if exists else "CREATE"
+                # a password cannot be a bind parameter in DDL; quote it as a literal
+                literal = await conn.fetchval("SELECT quote_literal($1)", password)
+                await conn.execute(f"{verb} ROLE {role} LOGIN PASSWORD {literal}")
             if not await conn.fetchval(
                 "SELECT 1 FROM pg_database WHERE datname = $1", APP_DATABASE
             ):
@@ -186,7 +237,9 @@ class PostgresServer:
             await conn.close()
         app = await asyncpg.connect(self._settings.postgres_dsn())
         try:
-            await apply_migrations(app)
+            await migrate(app)
+            # nobody but the owner creates objects, whatever the server version's default
+            await app.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         finally:
             await app.close()
 
@@ -204,5 +257,12 @@ def _password_of(dsn: str) -> str:
 
     password = urlsplit(dsn).password
     if password is None:
-        raise StackError("postgres", "the application DSN file has no password")
+        raise StackError("postgres", "a DSN file of the stack has no password")
     return unquote(password)
+
+
+def _existing_password(dsn_file: Path) -> str:
+    """The password a DSN file already holds (kept across restarts), or a fresh one."""
+    if dsn_file.exists():
+        return _password_of(read_secret_file(dsn_file, hint=""))
+    return secrets.token_urlsafe(24)

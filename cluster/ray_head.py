@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cluster._process import ManagedProcess, ensure_ports_free, wait_until
 from cluster.state import ComponentStatus, StatePaths
+from cluster.tls import CertificateAuthority
 from ecgstream.settings import Settings
 
 # Ray replaces 127.0.0.1 by the machine's routable address unless told it is not a cluster
@@ -70,7 +71,10 @@ class RayHead:
         env.pop("RAY_ADDRESS", None)
         env["RAY_USAGE_STATS_ENABLED"] = "0"
         env.update(LOOPBACK_ENV)
-        if self._local.serve_haproxy:
+        if self._settings.local_secure:
+            # HTTPS for the REST API; Ray's HAProxy ingress has no TLS, so Serve's own proxy
+            CertificateAuthority(self._settings.tls_dir).ensure().issue("api", server=True)
+        elif self._local.serve_haproxy:
             env.update(self._haproxy_env())
         self.process.start(
             [

@@ -15,6 +15,7 @@ from cluster.postgres_server import PostgresServer
 from cluster.prometheus_server import PrometheusServer
 from cluster.ray_head import RayHead
 from cluster.state import ComponentStatus, StatePaths
+from ecgstream.errors import StackError
 from ecgstream.settings import Settings
 
 
@@ -47,6 +48,20 @@ class LocalStack:
         }
         components: list[Component] = [self.kafka, self.postgres, self.prometheus, self.ray]
         return [c for c in components if not external[c.name]]
+
+    def make_secure(self) -> None:
+        """Mark the state dir secure; refused while plaintext components of it are running."""
+        if self.settings.local_secure:
+            return
+        running = [c.name for c in self.managed() if c.status().pid is not None]
+        if running:
+            raise StackError(
+                "stack", f"{', '.join(running)} already running in plaintext: `cluster down` first"
+            )
+        self.settings.secure_marker.parent.mkdir(parents=True, exist_ok=True)
+        self.settings.secure_marker.write_text(
+            "set by `ecgstream cluster up --secure`: TLS and credentials everywhere\n"
+        )
 
     def up(self, on_event: Callable[[str, str], None] = lambda name, event: None) -> None:
         components = self.managed()

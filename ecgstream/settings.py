@@ -14,7 +14,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,11 +61,28 @@ class KafkaSettings(_Frozen):
     )
     client_id: str = "ecgstream"
     request_timeout_ms: int = Field(15_000, ge=1_000)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] | None = Field(
+        None,
+        description="unset = the local stack's mode: SASL_SSL after `cluster up --secure`, "
+        "else PLAINTEXT; SSL = mutual TLS (set cert_file and key_file)",
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    username: str | None = Field(None, description="the SCRAM principal (SASL_SSL)")
+    password: SecretStr | None = Field(None, description="its password; or password_file")
+    password_file: Path | None = Field(None, description="a 0600 file holding the password")
+    ca_file: Path | None = Field(None, description="PEM CA bundle that signs the brokers")
+    cert_file: Path | None = Field(None, description="client certificate for mutual TLS")
+    key_file: Path | None = Field(None, description="its private key (a 0600 file)")
 
 
 class PostgresSettings(_Frozen):
     dsn: SecretStr | None = Field(
         None, description="postgresql://user:pass@host:port/db; unset = the local stack's database"
+    )
+    sink_dsn: SecretStr | None = Field(
+        None,
+        description="the stream sink's least-privilege role (INSERT/SELECT, no DDL); "
+        "unset = dsn when dsn is set, else the local stack's sink role",
     )
     pool_min_size: int = Field(1, ge=0)
     pool_max_size: int = Field(4, ge=1)
@@ -74,6 +91,10 @@ class PostgresSettings(_Frozen):
 class PrometheusSettings(_Frozen):
     url: str | None = Field(None, description="Prometheus base URL; unset = the local stack's")
     metrics_port: Port = Field(9464, description="port of ecgstream's own /metrics endpoint")
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="interface of that endpoint; 0.0.0.0 where Prometheus scrapes the pod's IP",
+    )
 
 
 class RaySettings(_Frozen):
@@ -97,6 +118,13 @@ class ReleaseSettings(_Frozen):
     )
 
 
+class ApiSettings(_Frozen):
+    """The REST API's default request budget per key (a key may carry its own)."""
+
+    requests_per_minute: int = Field(1200, gt=0)
+    burst: int = Field(60, gt=0, description="requests a key may send at once before pacing")
+
+
 class LocalStackSettings(_Frozen):
     """Ports and sizes of the services `ecgstream cluster up` runs on this machine.
 
@@ -105,6 +133,7 @@ class LocalStackSettings(_Frozen):
 
     kafka_port: Port = 29092
     kafka_controller_port: Port = 29093
+    kafka_mtls_port: Port = Field(29094, description="secure stack only: the mutual-TLS listener")
     kafka_heap_mb: int = Field(512, ge=128)
     postgres_port: Port = 55432
     prometheus_port: Port = 29090
@@ -141,6 +170,7 @@ class Settings(BaseSettings):
     prometheus: PrometheusSettings = PrometheusSettings()
     ray: RaySettings = RaySettings()
     release: ReleaseSettings = ReleaseSettings()
+    api: ApiSettings = ApiSettings()
     local: LocalStackSettings = LocalStackSettings()
 
     @field_validator("state_dir")
@@ -180,29 +210,72 @@ class Settings(BaseSettings):
     def postgres_dsn_file(self) -> Path:
         return self.state_dir / "postgres" / "dsn"
 
+    @property
+    def postgres_sink_dsn_file(self) -> Path:
+        return self.state_dir / "postgres" / "dsn.sink"
+
+    @property
+    def secure_marker(self) -> Path:
+        """Present once `cluster up --secure` set this state dir up: TLS and credentials."""
+        return self.state_dir / "secure"
+
+    @property
+    def local_secure(self) -> bool:
+        return self.secure_marker.exists()
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.state_dir / "tls"
+
     def to_json(self) -> str:
         """These settings for another process of the same deployment (a Ray actor, a Serve
-        replica): everything but the PostgreSQL DSN, a secret that process reads from its own
-        environment or, on the local stack, from the secret file under the state dir."""
-        return self.model_dump_json(exclude={"postgres": {"dsn"}})
+        replica): everything but the secrets, which that process reads from its own environment
+        or, on the local stack, from the secret files under the state dir."""
+        return self.model_dump_json(exclude=_SECRETS)
 
     @classmethod
     def from_json(cls, text: str) -> Settings:
         data = json.loads(text)
-        dsn = os.environ.get("ECGSTREAM_POSTGRES__DSN")
-        if dsn:
-            data.setdefault("postgres", {})["dsn"] = dsn
+        for section, fields in _SECRETS.items():
+            for name in fields:
+                value = os.environ.get(f"ECGSTREAM_{section.upper()}__{name.upper()}")
+                if value:
+                    data.setdefault(section, {})[name] = value
         return cls.model_validate(data)
 
-    def postgres_dsn(self) -> str:
-        """The DSN to connect with. Secret: never print or log the result."""
+    def postgres_dsn(self, role: Literal["owner", "sink"] = "owner") -> str:
+        """The DSN to connect with: the owner role (migrations, registry, keys) or the stream
+        sink's least-privilege role. Secret: never print or log the result."""
+        if role == "sink":
+            if self.postgres.sink_dsn is not None:
+                return self.postgres.sink_dsn.get_secret_value()
+            if self.postgres.dsn is None and self.postgres_sink_dsn_file.exists():
+                return read_secret_file(self.postgres_sink_dsn_file, hint="")
         if self.postgres.dsn is not None:
             return self.postgres.dsn.get_secret_value()
         return read_secret_file(self.postgres_dsn_file, hint="run `ecgstream cluster up` first")
 
+    def kafka_password(self) -> str | None:
+        """The configured SCRAM password (environment or 0600 file). Secret: never log it."""
+        if self.kafka.password is not None:
+            return self.kafka.password.get_secret_value()
+        if self.kafka.password_file is not None:
+            return read_secret_file(self.kafka.password_file, hint="set ECGSTREAM_KAFKA__PASSWORD")
+        return None
+
+
+# secrets never cross a process boundary inside settings (see Settings.to_json)
+_SECRETS: dict[str, set[str]] = {"postgres": {"dsn", "sink_dsn"}, "kafka": {"password"}}
+
 
 def read_secret_file(path: Path, *, hint: str) -> str:
     """Read a secret from a file that only its owner may read (mode 0600 or stricter)."""
+    check_private_file(path, hint=hint)
+    return path.read_text().strip()
+
+
+def check_private_file(path: Path, *, hint: str = "") -> None:
+    """Refuse a secret (password, private key) that others on this machine could read."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -211,14 +284,18 @@ def read_secret_file(path: Path, *, hint: str) -> str:
         raise ConfigurationError(
             f"secret file {path} is readable by others (mode {oct(mode & 0o777)}): chmod 600 it"
         )
-    return path.read_text().strip()
 
 
 def write_secret_file(path: Path, value: str) -> None:
+    write_private_bytes(path, (value + "\n").encode())
+
+
+def write_private_bytes(path: Path, value: bytes) -> None:
+    """Write a secret into a file made 0600 before anything is written to it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600, exist_ok=True)
     path.chmod(0o600)
-    path.write_text(value + "\n")
+    path.write_bytes(value)
 
 
 def load_settings() -> Settings:

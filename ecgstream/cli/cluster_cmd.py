@@ -18,14 +18,58 @@ def _event(name: str, event: str) -> None:
 
 @cluster_app.command()
 @reports_errors
-def up() -> None:
+def up(
+    secure: bool = typer.Option(
+        False,
+        "--secure",
+        help="TLS and credentials everywhere: Kafka SASL_SSL (SCRAM-SHA-512) and mTLS with "
+        "ACLs, PostgreSQL hostssl only, the REST API over HTTPS. Remembered by the state dir.",
+    ),
+) -> None:
     """Start every local component that is not configured as external; wait until ready."""
     from cluster.stack import LocalStack
 
     stack = LocalStack(load_settings())
-    console.print(f"local stack in [bold]{stack.settings.state_dir}[/]")
+    if secure:
+        stack.make_secure()
+    mode = "secure" if stack.settings.local_secure else "plaintext, loopback only"
+    console.print(f"local stack in [bold]{stack.settings.state_dir}[/] ({mode})")
     stack.up(on_event=_event)
     print_status(stack)
+
+
+@cluster_app.command("rotate-secrets")
+@reports_errors
+def rotate_secrets(
+    kafka_user: list[str] = typer.Option(
+        [], "--kafka-user", help="a Kafka principal: admin, pipeline, device, subscriber, edge"
+    ),
+    postgres_role: list[str] = typer.Option(
+        [], "--postgres-role", help="a PostgreSQL role: ecgstream (owner), ecgstream_sink"
+    ),
+    everything: bool = typer.Option(False, "--all", help="every principal and role"),
+) -> None:
+    """New passwords, effective at once for new connections; restart long-running clients
+    (`stream down` + `stream up`: nothing is lost) so they reconnect with them."""
+    from cluster.kafka_security import USERS
+    from cluster.rotation import POSTGRES_ROLES, rotate_kafka_user, rotate_postgres_role
+    from ecgstream.errors import ConfigurationError
+
+    settings = load_settings()
+    users, roles = list(kafka_user), list(postgres_role)
+    if everything:
+        users = list(USERS) if settings.local_secure else []
+        roles = list(POSTGRES_ROLES)
+    if not users and not roles:
+        raise ConfigurationError("name --kafka-user / --postgres-role, or --all")
+    if users and not settings.local_secure:
+        raise ConfigurationError("Kafka has users only on a secure stack (`cluster up --secure`)")
+    for user in users:
+        rotate_kafka_user(settings, user)
+        console.print(f"  kafka user {user:<12} [green]rotated[/]")
+    for role in roles:
+        rotate_postgres_role(settings, role)
+        console.print(f"  postgres role {role:<16} [green]rotated[/]")
 
 
 @cluster_app.command()

@@ -16,9 +16,9 @@ db_app = typer.Typer(help="The PostgreSQL schema.")
 @reports_errors
 def migrate() -> None:
     """Apply the pending migrations of cluster/migrations (each once; an edited one is refused)."""
-    from cluster.migrate import apply_migrations
+    from cluster.migrate import migrate as apply_and_grant
 
-    applied = with_connection(load_settings(), apply_migrations)
+    applied = with_connection(load_settings(), apply_and_grant)
     if applied:
         for migration in applied:
             console.print(f"applied {migration.version:04d}_{migration.name}")

@@ -63,6 +63,34 @@ def _kafka_arguments(parser: argparse.ArgumentParser, required: bool = False) ->
     parser.add_argument("--kafka", required=required, help="bootstrap servers to forward to")
     parser.add_argument("--beats-topic", default="ecg.beats")
     parser.add_argument("--alerts-topic", default="ecg.alerts")
+    parser.add_argument("--kafka-user", help="SCRAM-SHA-512 principal (SASL_SSL)")
+    parser.add_argument(
+        "--kafka-password-file",
+        help="a 0600 file with its password (or ECGSTREAM_EDGE_KAFKA_PASSWORD)",
+    )
+    parser.add_argument("--kafka-ca", help="PEM CA that signs the brokers (enables TLS)")
+    parser.add_argument("--kafka-cert", help="client certificate for mutual TLS")
+    parser.add_argument("--kafka-key", help="its private key (a 0600 file)")
+
+
+def _kafka_target(args: argparse.Namespace) -> Any:
+    import os
+
+    from ecgstream.io.edge_forward import KafkaTarget, read_password_file
+
+    password = os.environ.get("ECGSTREAM_EDGE_KAFKA_PASSWORD")
+    if args.kafka_password_file:
+        password = read_password_file(args.kafka_password_file)
+    return KafkaTarget(
+        args.kafka,
+        args.beats_topic,
+        args.alerts_topic,
+        username=args.kafka_user,
+        password=password,
+        ca_file=args.kafka_ca,
+        cert_file=args.kafka_cert,
+        key_file=args.kafka_key,
+    )
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
@@ -80,9 +108,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     forwarding = None
     forwarder = None
     if args.kafka:
-        from ecgstream.io.edge_forward import KafkaForwarder, KafkaTarget
+        from ecgstream.io.edge_forward import KafkaForwarder
 
-        target = KafkaTarget(args.kafka, args.beats_topic, args.alerts_topic)
+        target = _kafka_target(args)
         forwarder = KafkaForwarder(outbox, target, args.device)
         forwarding = asyncio.create_task(forwarder.run(stop))
     started = time.perf_counter()
@@ -138,10 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             summary = asyncio.run(_run(args))
         elif args.command == "forward":
-            from ecgstream.io.edge_forward import KafkaTarget, forward_until_empty
+            from ecgstream.io.edge_forward import forward_until_empty
 
             outbox = Outbox(args.outbox)
-            target = KafkaTarget(args.kafka, args.beats_topic, args.alerts_topic)
+            target = _kafka_target(args)
             sent = forward_until_empty(outbox, target, args.device, args.timeout_s)
             summary = {"forwarded": sent, "outbox": outbox.counts()}
         else:

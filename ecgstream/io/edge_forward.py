@@ -19,7 +19,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ecgstream.edge.outbox import Outbox, Pending
@@ -33,12 +34,60 @@ SCAN_FROM = "kafka_scan_from"  # outbox state: topic -> partition -> first doubt
 
 @dataclass(frozen=True)
 class KafkaTarget:
+    """Where results go and how the runner proves who it is: SCRAM-SHA-512 over TLS when a
+    username is given, mutual TLS when a client certificate is, else plaintext (a lab only)."""
+
     bootstrap: str
     beats_topic: str = "ecg.beats"
     alerts_topic: str = "ecg.alerts"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
     def topic(self, kind: str) -> str:
         return self.beats_topic if kind == "beat" else self.alerts_topic
+
+    def security_options(self) -> dict[str, Any]:
+        if self.username is None and self.cert_file is None and self.ca_file is None:
+            return {"security_protocol": "PLAINTEXT"}
+        from aiokafka.helpers import create_ssl_context
+
+        if self.key_file is not None:
+            _refuse_readable_by_others(self.key_file)
+        options: dict[str, Any] = {
+            "security_protocol": "SASL_SSL" if self.username else "SSL",
+            "ssl_context": create_ssl_context(
+                cafile=self.ca_file, certfile=self.cert_file, keyfile=self.key_file
+            ),
+        }
+        if self.username:
+            if not self.password:
+                raise ConfigurationError("a Kafka username needs its password")
+            options.update(
+                sasl_mechanism="SCRAM-SHA-512",
+                sasl_plain_username=self.username,
+                sasl_plain_password=self.password,
+            )
+        return options
+
+
+def read_password_file(path: str) -> str:
+    """A password from a file only its owner can read (no pydantic on the device)."""
+    _refuse_readable_by_others(path)
+    return Path(path).read_text(encoding="utf-8").strip()
+
+
+def _refuse_readable_by_others(path: str) -> None:
+    import stat
+
+    try:
+        mode = Path(path).stat().st_mode
+    except FileNotFoundError:
+        raise ConfigurationError(f"secret file {path} does not exist") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigurationError(f"secret file {path} is readable by others: chmod 600 it")
 
 
 class KafkaForwarder:
@@ -82,6 +131,7 @@ class KafkaForwarder:
 
         producer = AIOKafkaProducer(
             bootstrap_servers=self._target.bootstrap,
+            **self._target.security_options(),
             transactional_id=f"ecgstream-edge-{self._device}",
             enable_idempotence=True,
             acks="all",
@@ -89,6 +139,7 @@ class KafkaForwarder:
         )
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._target.bootstrap,
+            **self._target.security_options(),
             isolation_level="read_committed",
             enable_auto_commit=False,
             request_timeout_ms=15000,

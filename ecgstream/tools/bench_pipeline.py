@@ -23,10 +23,10 @@ from typing import Any
 import asyncpg
 import numpy as np
 import torch
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from ecgstream.artifact import ModelArtifact, load_artifact
-from ecgstream.io.kafka import make_consumer, make_producer
+from ecgstream.io.kafka import make_admin, make_consumer, make_producer
 from ecgstream.io.sinks import KafkaSink, PostgresSink
 from ecgstream.processing import InputMessage, StreamProcessor
 from ecgstream.settings import Settings
@@ -114,7 +114,7 @@ async def _wait_stored(settings: Settings, prefix: str, count: int, timeout_s: f
 async def single_process(settings: Settings, workload: Workload, prefix: str) -> dict[str, Any]:
     """The baseline: its own input topic, one consumer, the same processing and sinks."""
     topic = f"ecg.bench.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = make_admin(settings)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, settings.topics.partitions, 1)])
@@ -127,8 +127,8 @@ async def single_process(settings: Settings, workload: Workload, prefix: str) ->
     model = load_artifact()
     torch.set_num_threads(2)
     processor = StreamProcessor(model.preprocess)
-    consumer = make_consumer(settings, topic, group_id=f"bench-{prefix}")
-    producer = make_producer(settings)
+    consumer = make_consumer(settings, topic, group_id=f"bench-{prefix}", role="admin")
+    producer = make_producer(settings, "admin")
     pool = await asyncpg.create_pool(settings.postgres_dsn(), min_size=1, max_size=2)
     await consumer.start()
     await producer.start()
@@ -231,8 +231,8 @@ class LagProbe:
         self._settings = settings
 
     async def __aenter__(self) -> LagProbe:
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap)
-        self._reader = make_consumer(self._settings, group_id=None)
+        self._admin = make_admin(self._settings)
+        self._reader = make_consumer(self._settings, group_id=None, role="admin")
         await self._admin.start()
         await self._reader.start()
         return self

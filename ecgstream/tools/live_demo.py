@@ -145,7 +145,7 @@ async def run_live_demo(
     prefix = f"demo{time.strftime('%H%M%S')}"
     state = DemoState()
     # a few malformed messages, as a faulty device would send: they must end in ecg.deadletter
-    producer = make_producer(settings)
+    producer = make_producer(settings, "device")
     await producer.start()
     try:
         for _name, payload in malformed_messages():
@@ -215,7 +215,7 @@ async def _faulty_sensor(settings: Settings, prefix: str, duration_s: float, spe
     device = Device(
         f"{prefix}-sensor", record, "flat_line", inject_sample=int(SENSOR_FAULT_AFTER_S * record.fs)
     )
-    producer = make_producer(settings)
+    producer = make_producer(settings, "device")
     await producer.start()
     started = time.time()
     try:

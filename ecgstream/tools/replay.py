@@ -100,7 +100,9 @@ async def replay(
     seconds = {name: r.n_samples / r.fs for name, r in loaded.items()}
     stats = ReplayStats(devices=plan_devices(records, patients, seconds, prefix))
     started = time.time()
-    producer = make_producer(settings, linger_ms=20, max_batch_size=256 * 1024)
+    # a bedside device may write only ecg.samples; replays into staging are release tooling's
+    role = "device" if topic in (None, settings.topics.samples) else "admin"
+    producer = make_producer(settings, role, linger_ms=20, max_batch_size=256 * 1024)
     await producer.start()
     try:
         n_ticks = math.inf if duration_s is None else math.ceil(duration_s / chunk_s)

@@ -65,7 +65,7 @@ async def wait_for_beats(
 
 
 async def topic_messages(settings: Settings, topic: str, timeout_s: float = 20) -> list:
-    consumer = make_consumer(settings, topic, group_id=None)
+    consumer = make_consumer(settings, topic, group_id=None, role="admin")
     await consumer.start()
     try:
         out = []

@@ -6,15 +6,15 @@ import asyncio
 import uuid
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
-from ecgstream.io.kafka import make_consumer, make_producer
+from ecgstream.io.kafka import make_admin, make_consumer, make_producer
 from ecgstream.settings import Settings
 
 
 async def _new_topic(settings: Settings, partitions: int) -> str:
     name = f"test-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = make_admin(settings)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1)])
@@ -24,7 +24,7 @@ async def _new_topic(settings: Settings, partitions: int) -> str:
 
 
 async def test_project_topics_exist(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = make_admin(settings)
     await admin.start()
     try:
         topics = set(await admin.list_topics())

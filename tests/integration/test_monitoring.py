@@ -72,7 +72,7 @@ def rule_signals() -> list[tuple[str, str]]:
 async def _publish_flat_line_device(settings: Settings, mitdb: Path, device_id: str) -> int:
     record = load_record(mitdb, "101")
     device = Device(device_id, record, "flat_line", inject_sample=int(60 * record.fs))
-    producer = make_producer(settings)
+    producer = make_producer(settings, "device")
     await producer.start()
     sent = 0
     try:

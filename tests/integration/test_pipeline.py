@@ -84,7 +84,7 @@ async def test_malformed_messages_go_to_the_dead_letter_topic(
     pipeline: Settings, mitdb_dir: Path
 ) -> None:
     bad = malformed_messages()
-    producer = make_producer(pipeline, max_request_size=4 * 1024 * 1024)
+    producer = make_producer(pipeline, "device", max_request_size=4 * 1024 * 1024)
     await producer.start()
     try:
         for _name, payload in bad:

@@ -88,3 +88,61 @@ def test_settings_for_another_process_carry_no_secret_and_take_it_from_its_envir
     assert Settings.from_json(text).postgres.dsn is None  # then: the local stack's secret file
     monkeypatch.setenv("ECGSTREAM_POSTGRES__DSN", "postgresql://u:other@db/x")
     assert Settings.from_json(text).postgres_dsn() == "postgresql://u:other@db/x"
+
+
+def test_no_secret_crosses_a_process_boundary_or_shows_in_repr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import SecretStr
+
+    from ecgstream.settings import KafkaSettings, PostgresSettings
+
+    settings = Settings(
+        postgres=PostgresSettings(
+            dsn=SecretStr("postgresql://o:owner-pw@db/x"),
+            sink_dsn=SecretStr("postgresql://s:sink-pw@db/x"),
+        ),
+        kafka=KafkaSettings(security_protocol="SASL_SSL", username="p", password="kafka-pw"),
+    )
+    for text in (settings.to_json(), repr(settings), str(settings)):
+        assert not {"owner-pw", "sink-pw", "kafka-pw"} & set(text.replace('"', " ").split(":"))
+        assert "owner-pw" not in text and "sink-pw" not in text and "kafka-pw" not in text
+    for name in ("POSTGRES__DSN", "POSTGRES__SINK_DSN", "KAFKA__PASSWORD"):
+        monkeypatch.delenv(f"ECGSTREAM_{name}", raising=False)
+    bare = Settings.from_json(settings.to_json())
+    assert bare.kafka_password() is None and bare.postgres.sink_dsn is None
+    monkeypatch.setenv("ECGSTREAM_KAFKA__PASSWORD", "from-env")
+    monkeypatch.setenv("ECGSTREAM_POSTGRES__SINK_DSN", "postgresql://s:env@db/x")
+    rebuilt = Settings.from_json(settings.to_json())
+    assert rebuilt.kafka_password() == "from-env"
+    assert rebuilt.postgres_dsn("sink") == "postgresql://s:env@db/x"
+
+
+def test_the_sink_dsn_falls_back_to_the_owner_only_where_no_sink_role_is_known(
+    tmp_path: Path,
+) -> None:
+    from pydantic import SecretStr
+
+    from ecgstream.settings import PostgresSettings
+
+    configured = Settings(postgres=PostgresSettings(dsn=SecretStr("postgresql://o:p@db/x")))
+    assert configured.postgres_dsn("sink") == "postgresql://o:p@db/x"
+    local = Settings(state_dir=tmp_path)
+    write_secret_file(local.postgres_dsn_file, "postgresql://owner@127.0.0.1/x")
+    assert local.postgres_dsn("sink") == "postgresql://owner@127.0.0.1/x"  # an older stack
+    write_secret_file(local.postgres_sink_dsn_file, "postgresql://sink@127.0.0.1/x")
+    assert local.postgres_dsn("sink") == "postgresql://sink@127.0.0.1/x"
+    assert local.postgres_dsn() == "postgresql://owner@127.0.0.1/x"
+
+
+def test_a_kafka_password_file_must_be_private(tmp_path: Path) -> None:
+    from ecgstream.settings import KafkaSettings
+
+    path = tmp_path / "kafka.password"
+    path.write_text("pw\n")
+    path.chmod(0o644)
+    settings = Settings(kafka=KafkaSettings(password_file=path))
+    with pytest.raises(ConfigurationError, match="chmod 600"):
+        settings.kafka_password()
+    path.chmod(0o600)
+    assert settings.kafka_password() == "pw"
