@@ -40,10 +40,11 @@ from ecgstream.api_schema import (
     ModelsResponse,
     SegmentRequest,
 )
-from ecgstream.io.api_keys import active_keys, parse_key, secret_matches
+from ecgstream.io.api_keys import ActiveKey, active_keys, parse_key, secret_matches
 from ecgstream.segment import classify_segment
 from ecgstream.settings import Settings
 from serve_app.followed_model import FollowedModel, replica_name
+from serve_app.rate_limit import RateLimiter, retry_after_header
 
 log = logging.getLogger("ecgstream.api")
 
@@ -60,6 +61,7 @@ api = FastAPI(
         403: {"model": ErrorResponse, "description": "the key may not do this"},
         411: {"model": ErrorResponse, "description": "a POST without Content-Length"},
         413: {"model": ErrorResponse, "description": "body over the limit"},
+        429: {"model": ErrorResponse, "description": "the key's request budget is spent"},
     },
 )
 
@@ -71,7 +73,8 @@ async def limit_body(request: Request, call_next: Any) -> Any:
         length = request.headers.get("content-length")
         if length is None:
             return JSONResponse({"detail": "Content-Length is required"}, status_code=411)
-        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+        # isascii: "²".isdigit() is true, but int("²") raises (a 500 instead of a 413)
+        if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
             return JSONResponse(
                 {"detail": f"body larger than {MAX_BODY_BYTES} bytes"}, status_code=413
             )
@@ -83,7 +86,7 @@ class KeyCache:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._keys: dict[str, tuple[str, tuple[str, ...]]] | None = None
+        self._keys: dict[str, ActiveKey] | None = None
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
 
@@ -91,16 +94,16 @@ class KeyCache:
     def loaded(self) -> bool:
         return self._keys is not None
 
-    async def scopes(self, presented: str) -> tuple[str, ...] | None:
-        """The key's scopes, or None for any unknown, malformed or revoked key."""
+    async def lookup(self, presented: str) -> tuple[str, ActiveKey] | None:
+        """(key id, key) of a valid key, or None for any unknown, malformed or revoked key."""
         await self._refresh()
         parsed = parse_key(presented)
         if parsed is None or self._keys is None:
             return None
         found = self._keys.get(parsed[0])
-        if found is None or not secret_matches(parsed[1], found[0]):
+        if found is None or not secret_matches(parsed[1], found.secret_sha256):
             return None
-        return found[1]
+        return parsed[0], found
 
     async def _refresh(self) -> None:
         if time.monotonic() - self._loaded_at < KEY_REFRESH_S:
@@ -215,7 +218,9 @@ def _read_wfdb(header: bytes, signal: bytes) -> tuple[np.ndarray, float, list[st
 @serve.deployment(name="ApiIngress", ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(api)
 class ApiIngress:
-    def __init__(self, model_dir: str | None = None, settings_json: str | None = None) -> None:
+    def __init__(
+        self, model_dir: str | None = None, settings_json: str | None = None, replicas: int = 1
+    ) -> None:
         import torch
 
         self._settings = Settings.from_json(settings_json) if settings_json else Settings()
@@ -226,6 +231,7 @@ class ApiIngress:
         # directory keeps it equal to the stream's model across promotions
         self._model = FollowedModel("production", replica_name(), model_dir, device)
         self._keys = KeyCache(self._settings)
+        self._budgets = RateLimiter(share=1.0 / max(1, replicas))
         # one worker thread per replica: segments are classified one at a time, so a burst
         # queues in the event loop instead of oversubscribing the cores
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="classify")
@@ -233,11 +239,22 @@ class ApiIngress:
     async def _authorize(self, request: Request) -> None:
         """Before the body is read: an anonymous caller learns nothing about what a valid
         request looks like."""
-        scopes = await self._keys.scopes(_bearer(request))
-        if scopes is None:
+        found = await self._keys.lookup(_bearer(request))
+        if found is None:
             raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
-        if "classify" not in scopes:
+        key_id, key = found
+        if "classify" not in key.scopes:
             raise HTTPException(403, "this key may not classify")
+        budget = self._settings.api
+        wait_s = self._budgets.acquire(
+            key_id, key.requests_per_minute or budget.requests_per_minute, budget.burst
+        )
+        if wait_s > 0:
+            raise HTTPException(
+                429,
+                "this key's request budget is spent; retry later",
+                headers={"Retry-After": retry_after_header(wait_s)},
+            )
 
     async def _classify(self, x_mv: np.ndarray, fs: float, leads: list[str]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -332,7 +349,7 @@ def build_api(
     settings_json: str | None = None, model_dir: str | None = None, replicas: int = 1
 ) -> Any:
     """The API application: ingress replicas that each run the production model."""
-    return ApiIngress.options(num_replicas=replicas).bind(model_dir, settings_json)
+    return ApiIngress.options(num_replicas=replicas).bind(model_dir, settings_json, replicas)
 
 
 def app_builder(args: dict[str, str]) -> Any:

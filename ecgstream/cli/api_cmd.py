@@ -42,11 +42,19 @@ def down() -> None:
 
 @keys_app.command()
 @reports_errors
-def create(name: str = typer.Option(..., help="who or what the key is for")) -> None:
+def create(
+    name: str = typer.Option(..., help="who or what the key is for"),
+    requests_per_minute: int | None = typer.Option(
+        None, min=1, help="this key's budget; default ECGSTREAM_API__REQUESTS_PER_MINUTE"
+    ),
+) -> None:
     """Create a key. It is printed once and stored only as a hash: keep it."""
     from ecgstream.io.api_keys import create_key
 
-    key_id, key = with_connection(load_settings(), lambda conn: create_key(conn, name))
+    key_id, key = with_connection(
+        load_settings(),
+        lambda conn: create_key(conn, name, requests_per_minute=requests_per_minute),
+    )
     console.print(f"key id {key_id} for {name!r}:")
     print(key)  # plain stdout, so scripts can capture it
 
@@ -58,13 +66,14 @@ def list_keys() -> None:
     from ecgstream.io.api_keys import list_keys as fetch
 
     table = Table(title="API keys")
-    for column in ("key id", "name", "scopes", "created", "revoked"):
+    for column in ("key id", "name", "scopes", "requests/min", "created", "revoked"):
         table.add_column(column)
     for key in with_connection(load_settings(), fetch):
         table.add_row(
             key.key_id,
             key.name,
             ",".join(key.scopes),
+            str(key.requests_per_minute or "default"),
             key.created_at.strftime("%Y-%m-%d %H:%M"),
             key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "",
         )

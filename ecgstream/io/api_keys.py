@@ -24,6 +24,16 @@ class ApiKey:
     scopes: tuple[str, ...]
     created_at: datetime
     revoked_at: datetime | None
+    requests_per_minute: int | None = None  # None: the deployment's default budget
+
+
+@dataclass(frozen=True)
+class ActiveKey:
+    """What the API caches of a key that is not revoked."""
+
+    secret_sha256: str
+    scopes: tuple[str, ...]
+    requests_per_minute: int | None
 
 
 def _digest(secret: str) -> str:
@@ -43,17 +53,22 @@ def secret_matches(secret: str, stored_sha256: str) -> bool:
 
 
 async def create_key(
-    conn: asyncpg.Connection, name: str, scopes: tuple[str, ...] = ("classify",)
+    conn: asyncpg.Connection,
+    name: str,
+    scopes: tuple[str, ...] = ("classify",),
+    requests_per_minute: int | None = None,
 ) -> tuple[str, str]:
     """Returns (key id, the full key). The full key is not stored anywhere."""
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32).replace("_", "-")
     await conn.execute(
-        "INSERT INTO api_keys (key_id, name, secret_sha256, scopes) VALUES ($1, $2, $3, $4)",
+        """INSERT INTO api_keys (key_id, name, secret_sha256, scopes, requests_per_minute)
+           VALUES ($1, $2, $3, $4, $5)""",
         key_id,
         name,
         _digest(secret),
         list(scopes),
+        requests_per_minute,
     )
     return key_id, f"{PREFIX}_{key_id}_{secret}"
 
@@ -61,7 +76,14 @@ async def create_key(
 async def list_keys(conn: asyncpg.Connection) -> list[ApiKey]:
     rows = await conn.fetch("SELECT * FROM api_keys ORDER BY created_at")
     return [
-        ApiKey(r["key_id"], r["name"], tuple(r["scopes"]), r["created_at"], r["revoked_at"])
+        ApiKey(
+            r["key_id"],
+            r["name"],
+            tuple(r["scopes"]),
+            r["created_at"],
+            r["revoked_at"],
+            r["requests_per_minute"],
+        )
         for r in rows
     ]
 
@@ -73,9 +95,13 @@ async def revoke_key(conn: asyncpg.Connection, key_id: str) -> bool:
     return status.endswith(" 1")
 
 
-async def active_keys(conn: asyncpg.Connection) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """key id -> (secret hash, scopes) of the keys not revoked (what the API caches)."""
+async def active_keys(conn: asyncpg.Connection) -> dict[str, ActiveKey]:
+    """key id -> what the API needs of each key not revoked."""
     rows = await conn.fetch(
-        "SELECT key_id, secret_sha256, scopes FROM api_keys WHERE revoked_at IS NULL"
+        """SELECT key_id, secret_sha256, scopes, requests_per_minute
+           FROM api_keys WHERE revoked_at IS NULL"""
     )
-    return {r["key_id"]: (r["secret_sha256"], tuple(r["scopes"])) for r in rows}
+    return {
+        r["key_id"]: ActiveKey(r["secret_sha256"], tuple(r["scopes"]), r["requests_per_minute"])
+        for r in rows
+    }

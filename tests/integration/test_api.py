@@ -41,15 +41,24 @@ def api(settings: Settings) -> Iterator[httpx.Client]:
         ray.shutdown()
 
 
-def _key(settings: Settings, name: str, scopes: tuple[str, ...] = ("classify",)) -> str:
+def _key(
+    settings: Settings,
+    name: str,
+    scopes: tuple[str, ...] = ("classify",),
+    requests_per_minute: int | None = 10**6,
+) -> str:
     async def make() -> str:
         conn = await asyncpg.connect(settings.postgres_dsn())
         try:
-            return (await create_key(conn, name, scopes))[1]
+            return (await create_key(conn, name, scopes, requests_per_minute))[1]
         finally:
             await conn.close()
 
     return asyncio.run(make())
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +193,18 @@ def test_a_revoked_key_is_refused_within_the_refresh(settings: Settings, api: ht
     assert asyncio.run(revoke())
     time.sleep(5.5)
     assert api.get("/v1/models", headers=headers).status_code == 401
+
+
+def test_a_key_over_its_budget_is_429_with_retry_after_and_others_go_on(
+    settings: Settings, api: httpx.Client, key: str
+) -> None:
+    slow = _key(settings, "slow", requests_per_minute=3)
+    time.sleep(5.5)  # the key cache refresh
+    answers = [api.get("/v1/models", headers=_auth(slow)) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert int(answers[-1].headers["retry-after"]) >= 1
+    assert "budget" in answers[-1].json()["detail"]
+    assert api.get("/v1/models", headers=_auth(key)).status_code == 200
 
 
 def test_a_key_without_the_scope_is_403(settings: Settings, api: httpx.Client) -> None:
