@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +42,20 @@ def settings_env(settings: Settings) -> dict[str, str]:
         env[f"ECGSTREAM_LOCAL__{name.upper()}"] = str(value)
     env["ECGSTREAM_PROMETHEUS__METRICS_PORT"] = str(settings.prometheus.metrics_port)
     return {**os.environ, **env}
+
+
+def run_cli(
+    settings: Settings, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`ecgstream ARGS` as a user runs it, against these settings' stack."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("ecgstream")), *args],
+        env={**settings_env(settings), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 TEST_METRICS_PORT = 29464  # the monitor's /metrics (a demo stack's uses 9464)

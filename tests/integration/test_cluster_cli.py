@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from cluster.prometheus_server import PrometheusServer
 from cluster.state import StatePaths
 from ecgstream.errors import StackError
 from ecgstream.settings import Settings
-from tests.integration.conftest import make_test_settings, service_state_dir, settings_env
+from tests.integration.conftest import make_test_settings, run_cli, service_state_dir
 
 OWN_PORTS = {
     "kafka_port": 29292,
@@ -34,14 +33,7 @@ OWN_PORTS = {
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("ecgstream")), *args],
-        env={**settings_env(settings), "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_cli(settings, *args)
 
 
 def _processes_mentioning(*needles: str) -> list[str]:
