@@ -28,7 +28,8 @@ KUBERAY_CRDS = {"RayService": "ray.io_rayservices.yaml", "RayCluster": "ray.io_r
 # operators whose CRD schemas are not available offline: checked for shape, not schema
 OPERATOR_KINDS = {
     ("kafka.strimzi.io/v1beta2", "Kafka"), ("kafka.strimzi.io/v1beta2", "KafkaNodePool"),
-    ("kafka.strimzi.io/v1beta2", "KafkaTopic"), ("postgresql.cnpg.io/v1", "Cluster"),
+    ("kafka.strimzi.io/v1beta2", "KafkaTopic"), ("kafka.strimzi.io/v1beta2", "KafkaUser"),
+    ("postgresql.cnpg.io/v1", "Cluster"),
     ("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule"),
 }  # fmt: skip
 
@@ -141,19 +142,80 @@ def test_pods_run_as_non_root_with_requests_and_memory_limits(overlay: str) -> N
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_only_the_api_port_is_open_beyond_the_namespace(overlay: str) -> None:
+def test_only_authenticated_tls_endpoints_are_open_beyond_the_namespace(overlay: str) -> None:
     policies = [d for d in rendered(overlay) if d["kind"] == "NetworkPolicy"]
     deny = [p for p in policies if p["spec"]["podSelector"] == {} and "ingress" not in p["spec"]]
     assert deny, "no default deny"
+    open_to_anyone = []
     for policy in policies:
         for rule in policy["spec"].get("ingress", []):
             sources = rule.get("from")
-            if sources is None:  # from anywhere: only Serve's HTTP port
-                assert rule["ports"] == [{"protocol": "TCP", "port": 8000}], policy
+            if sources is None:
+                open_to_anyone.append((policy["spec"]["podSelector"], rule["ports"]))
             else:
                 for source in sources:  # other namespaces only by an explicit label
                     if "namespaceSelector" in source:
                         assert source["namespaceSelector"]["matchLabels"], policy
+    # from anywhere: only Kafka's external listener, which is TLS with SCRAM
+    assert open_to_anyone == [
+        (
+            {"matchLabels": {"strimzi.io/cluster": "ecgstream", "strimzi.io/broker-role": "true"}},
+            [{"protocol": "TCP", "port": 9094}],
+        )
+    ]
+    kafka = _one(overlay, "Kafka")["spec"]["kafka"]
+    assert kafka["authorization"]["type"] == "simple"
+    for listener in kafka["listeners"]:
+        assert listener["tls"] is True and listener["authentication"]["type"] == "scram-sha-512"
+    assert {listener["port"] for listener in kafka["listeners"]} == {9093, 9094}
+    ingress = _one(overlay, "Ingress")["spec"]
+    assert ingress["tls"] and ingress["tls"][0]["secretName"]
+
+
+def test_kafka_users_have_the_local_secure_stacks_grants() -> None:
+    from cluster.kafka_security import KafkaSecurity
+    from ecgstream.settings import Settings
+
+    resource = {"topic": "topic", "group": "group", "transactional-id": "transactionalId"}
+    expected = {
+        (grant.user, resource[grant.resource], name, grant.prefixed, tuple(grant.operations))
+        for grant in KafkaSecurity(Settings(), Path("/nonexistent")).grants()
+        for name in grant.names
+    }
+    declared = {
+        (
+            user["metadata"]["name"],
+            acl["resource"]["type"],
+            acl["resource"]["name"],
+            acl["resource"]["patternType"] == "prefix",
+            tuple(acl["operations"]),
+        )
+        for user in rendered("prod")
+        if user["kind"] == "KafkaUser"
+        for acl in user["spec"]["authorization"]["acls"]
+    }
+    assert declared == expected
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_process_connects_with_tls_and_credentials_from_secrets(overlay: str) -> None:
+    settings = _one(overlay, "ConfigMap", "ecgstream-settings")["data"]
+    assert settings["ECGSTREAM_KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert settings["ECGSTREAM_KAFKA__BOOTSTRAP_SERVERS"].endswith(":9093")
+    assert not any("PASSWORD" in k or "DSN" in k for k in settings)  # secrets are not settings
+    service = _one(overlay, "RayService")["spec"]["rayClusterConfig"]
+    containers = [c for c in service["headGroupSpec"]["template"]["spec"]["containers"]]
+    for group in service["workerGroupSpecs"]:
+        containers += group["template"]["spec"]["containers"]
+    containers += _one(overlay, "Job")["spec"]["template"]["spec"]["containers"]
+    for container in containers:
+        env = {e["name"]: e for e in container["env"]}
+        assert "sslmode=verify-full" in env["ECGSTREAM_POSTGRES__DSN"]["value"]
+        for entry in env.values():  # every secret value comes from a Secret, none is inline
+            if "PASSWORD" in entry["name"] or entry["name"] == "PG_APP_URI":
+                assert "secretKeyRef" in entry["valueFrom"], entry
+    hba = _one(overlay, "Cluster")["spec"]["postgresql"]["pg_hba"]
+    assert hba[0].startswith("hostnossl all all") and hba[0].endswith("reject")
 
 
 def test_topics_partitions_and_settings_agree() -> None:
