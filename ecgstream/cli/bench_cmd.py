@@ -214,3 +214,20 @@ def nodes(
             load_settings(), workload, nodes, consumers, replicas, repeats, status.update
         )
     _emit(result, json_out)
+
+
+@bench_app.command()
+@reports_errors
+def bandwidth(
+    json_out: Path | None = typer.Option(None, "--json", help="also write the JSON here"),
+    records: list[str] = typer.Option(
+        ["119", "208", "101", "106", "203", "223"], help="records the patients play"
+    ),
+    seconds: float = typer.Option(300.0, min=10, help="seconds of ECG per patient"),
+    data: Path | None = typer.Option(None),
+) -> None:
+    """Bytes per patient per second in and out of each deployment (streaming, REST, edge),
+    beside the raw signal's, by encoding real records as each sends them; no services."""
+    from ecgstream.tools.bench_bandwidth import bench_bandwidth
+
+    _emit(bench_bandwidth(data or load_settings().records_dir, records, seconds), json_out)

@@ -395,6 +395,7 @@ async def bench_pipeline(
         "duplicates": sum(r["duplicates"] for r in pipes),
         "pipeline_vs_single_process": round(pipe_rate / single_rate, 2),
         "pipeline_vs_bare_model": round(pipe_rate / bare, 3),
+        "cpus": settings.local.ray_num_cpus if settings.ray.address is None else None,
         "details": {
             "workload": {
                 "records": list(workload.records),
