@@ -43,6 +43,7 @@ def _register() -> None:
     # imported for their side effect of adding commands; kept here to avoid import cycles
     from ecgstream.cli import (
         api_cmd,
+        audit_cmd,
         bench_cmd,
         cluster_cmd,
         core_cmd,
@@ -51,6 +52,7 @@ def _register() -> None:
         demo_cmd,
         edge_cmd,
         fuzz_cmd,
+        plan_cmd,
         registry_cmd,
         release_cmd,
         stream_cmd,
@@ -66,8 +68,6 @@ def _register() -> None:
     app.add_typer(api_cmd.api_app, name="api")
     app.add_typer(api_cmd.keys_app, name="api-keys")
     app.add_typer(edge_cmd.edge_app, name="edge")
-    from ecgstream.cli import audit_cmd
-
     app.add_typer(audit_cmd.audit_app, name="audit")
     app.command("tune")(registry_cmd.tune)
     app.command("replay")(stream_cmd.replay)
@@ -76,6 +76,7 @@ def _register() -> None:
     app.command("evaluate")(core_cmd.evaluate)
     app.command("crossval")(core_cmd.crossval)
     app.command("fuzz")(fuzz_cmd.fuzz)
+    app.command("plan")(plan_cmd.plan)
 
 
 _register()
