@@ -522,6 +522,7 @@ async def test_privacy_audit_of_the_demo_workload_finds_no_identifier_or_samples
         m for m in await topic_messages(settings, settings.topics.beats) if prefix in str(m.value)
     ]
     assert not audit.scan_texts({"ecg.beats": beats[0].value.decode()}, needles).ok
+    print("privacy audit scanned:", report.scanned)  # shown with pytest -s
     assert report.scanned["files"] > 20 and report.scanned["lines"] > 1000, report.scanned
     assert "ecgstream_" in monitor  # the monitor's series were there to be scanned
     assert report.ok, report.to_json()
