@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,15 +90,6 @@ class Evidence:
                 raise ConfigurationError(f"{benchmark}.json has no {'/'.join(path)}")
             value = value[key]
         return Figure(float(value), f"{self.files[benchmark].name}:{'/'.join(path)}")
-
-    def first(self, benchmark: str, paths: Iterable[Sequence[str]]) -> Figure:
-        """The first of `paths` the file has (older outputs lack newer keys)."""
-        for path in paths:
-            try:
-                return self.figure(benchmark, *path)
-            except ConfigurationError:
-                continue
-        raise ConfigurationError(f"{benchmark}.json has none of the expected figures")
 
     def actor_memory(self, name_prefix: str) -> Figure:
         """Warm memory (MB) of the first actor of the soak run whose name starts so."""
