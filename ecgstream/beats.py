@@ -9,6 +9,14 @@ to the patient: S beats are premature against *this* patient's rhythm, V beats l
 - RR intervals (previous, next: one beat of look-ahead) with local and long-run averages and
   their ratios.
 
+Feature set 2 (the recipe chosen by patient-wise cross-validation, docs/decisions.md) adds what
+adapts to the patient at run time: RR intervals against the median of the patient's last 32
+intervals (a reference that a run of ectopic beats does not drag along), the irregularity of the
+rhythm (AF makes every beat "premature"), and morphology against the patient's *dominant* beat,
+found by online clustering of the patient's beats (bounded: a few decaying clusters). The
+dominant cluster's template replaces the median of the last beats, which a bigeminy splits.
+Feature set 1 is the first recipe, kept so its artifacts reproduce exactly.
+
 A beat is released once the next beat is known and its whole window has arrived, so the output
 depends only on the signal, never on how it was chunked.
 """
@@ -30,6 +38,39 @@ RR_FEATURES: tuple[str, ...] = (
     "pre_over_long",
     "pre_over_post",
 )
+# feature set 2 appends these (already on a log or unit scale: the network takes them as they are)
+PATIENT_RR_FEATURES: tuple[str, ...] = (
+    "log_pre_over_ref",  # ref: median of the patient's last RR intervals, this beat excluded
+    "log_post_over_ref",
+    "log_recent_over_ref",  # the last 4 intervals: runs (SVT, VT) against the patient's rhythm
+    "log_pre_over_previous",  # sudden prematurity against the previous interval
+    "rr_irregularity",  # median |successive RR difference| / ref over the last 16 intervals
+    "cluster_share",  # how common this beat's shape is for this patient (decayed weights)
+)
+# per lead, the beat against the patient's dominant beat (the QRS is R - 100 ms .. R + 150 ms)
+MORPHOLOGY_FEATURES: tuple[str, ...] = (
+    "dominant_correlation",  # of the QRS
+    "dominant_distance",  # RMS difference over the QRS, in units of the template's amplitude
+    "log_amplitude_ratio",  # QRS peak-to-peak
+    "log_width_ratio",  # samples above a quarter of the largest QRS excursion
+    "log_slope_ratio",  # steepest QRS slope: ventricular beats conduct slowly
+    "log_area_ratio",  # QRS area
+    "peak_shift_s",  # where the largest excursion sits, against the template's
+    "p_region_distance",  # RMS difference 250-80 ms before R: the P wave's region
+    "t_region_distance",  # RMS difference 150-460 ms after R: the T wave's region
+)
+
+
+def feature_names(feature_set: int, n_leads: int = 1) -> tuple[str, ...]:
+    """Names of the per-beat feature vector (`BeatWindow.rr`) of a feature set."""
+    if feature_set == 1:
+        return RR_FEATURES
+    if feature_set == 2:
+        morphology = tuple(
+            f"{name}_lead{lead + 1}" for lead in range(n_leads) for name in MORPHOLOGY_FEATURES
+        )
+        return RR_FEATURES + PATIENT_RR_FEATURES + morphology
+    raise ValueError(f"unknown feature set {feature_set}")
 
 
 @dataclass(frozen=True)
@@ -42,7 +83,18 @@ class BeatConfig:
     long_rr_alpha: float = 0.01  # long-run RR average: exponential, ~100 beats
     min_scale_mv: float = 0.1  # floor of the amplitude scale (flat or lead-off signals)
     max_detection_delay_s: float = 4.0  # how far in the past the detector may still report
-    n_leads: int = 1  # leads cut per beat: 1 = the detection lead; 2 adds a second lead
+    n_leads: int = 2  # leads cut per beat: 1 = the detection lead; 2 adds a second lead
+    feature_set: int = 2  # 1: RR features + median template; 2: adds the patient-relative ones
+    reference_beats: int = 32  # RR reference: median of this many previous intervals
+    irregularity_beats: int = 16
+    qrs_before: int = 36  # morphology features look at R - 100 ms ...
+    qrs_after: int = 54  # ... to R + 150 ms
+    clusters: int = 6  # online morphology clusters kept per patient
+    cluster_distance: float = 0.35  # a beat joins the nearest cluster closer than this
+    cluster_decay: float = 0.995  # cluster weights decay per beat (a horizon of ~200 beats)
+    cluster_rate: float = (
+        0.05  # slowest template update (the first beats of a cluster move it more)
+    )
 
     @property
     def channels(self) -> int:
@@ -51,6 +103,10 @@ class BeatConfig:
     @property
     def window(self) -> int:
         return self.before + self.after
+
+    @property
+    def n_features(self) -> int:
+        return len(feature_names(self.feature_set, self.n_leads))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -61,7 +117,7 @@ class BeatWindow:
     # float32 (2 * n_leads, window): per lead, the scaled beat and the scaled beat minus the
     # patient's typical beat
     window: np.ndarray
-    rr: np.ndarray  # float32 (len(RR_FEATURES),)
+    rr: np.ndarray  # float32 (n_features,): RR features, and the patient-relative ones (set 2)
 
     @property
     def pre_rr_s(self) -> float:
@@ -82,6 +138,10 @@ class BeatExtractor:
         self._n_windows = 0
         self._rr: deque[float] = deque(maxlen=c.local_beats)
         self._long_rr: float | None = None
+        self._reference_rr: deque[float] = deque(
+            maxlen=max(c.reference_beats, c.irregularity_beats)
+        )
+        self._clusters = MorphologyClusters(c) if c.feature_set >= 2 else None
 
     @property
     def samples_seen(self) -> int:
@@ -118,9 +178,12 @@ class BeatExtractor:
         c = self.config
         fs = c.fs
         window = self._cut(r)
-        self._windows[self._n_windows % c.template_beats] = window
-        self._n_windows += 1
-        typical = _median_rows(self._windows[: min(self._n_windows, c.template_beats)])
+        if self._clusters is None:
+            self._windows[self._n_windows % c.template_beats] = window
+            self._n_windows += 1
+            typical = _median_rows(self._windows[: min(self._n_windows, c.template_beats)])
+        else:
+            typical = self._clusters.dominant(window)
         scale = np.maximum(typical.max(axis=1) - typical.min(axis=1), c.min_scale_mv)[:, None]
 
         pre = (r - self._previous_r) / fs if self._previous_r is not None else None
@@ -152,11 +215,74 @@ class BeatExtractor:
             ],
             dtype=np.float32,
         )
+        if self._clusters is not None:
+            extra = self._patient_features(window, typical, scale[:, 0], pre_v, post_v)
+            rr = np.concatenate((rr, extra))
+            if pre is not None:
+                self._reference_rr.append(pre)
         self._previous_r = r
         stacked = np.empty((c.channels, c.window), dtype=np.float32)
         stacked[0::2] = window / scale
         stacked[1::2] = (window - typical) / scale
         return BeatWindow(sample=r, window=stacked, rr=rr)
+
+    def _patient_features(
+        self, window: np.ndarray, dominant: np.ndarray, scale: np.ndarray, pre: float, post: float
+    ) -> np.ndarray:
+        """PATIENT_RR_FEATURES and, per lead, MORPHOLOGY_FEATURES of one beat; `window` and
+        `dominant` (n_leads, window) in mV, `scale` (n_leads,). The RR reference holds the
+        intervals *before* this beat, so a premature beat is judged against the rhythm it
+        interrupts."""
+        c = self.config
+        history = list(self._reference_rr)
+        reference = _median(np.array(history[-c.reference_beats :])) if history else pre
+        recent = [*history[-3:], pre]
+        previous = history[-1] if history else pre
+        irregular = [*history[-(c.irregularity_beats - 1) :], pre]
+        irregularity = (
+            _median(np.abs(np.diff(np.array(irregular)))) / reference if len(irregular) > 2 else 0.0
+        )
+        values = [
+            np.log(pre / reference),
+            np.log(post / reference),
+            np.log(float(np.mean(recent)) / reference),
+            np.log(pre / previous),
+            min(irregularity, 2.0),
+            self._clusters.last_match,  # type: ignore[union-attr]
+        ]
+        for lead in range(c.n_leads):
+            values += self._morphology(window[lead], dominant[lead], float(scale[lead]))
+        return np.array(values, dtype=np.float32)
+
+    def _morphology(self, beat: np.ndarray, dominant: np.ndarray, scale: float) -> list[float]:
+        c = self.config
+        qrs = slice(c.before - c.qrs_before, c.before + c.qrs_after)
+        x, d = beat[qrs], dominant[qrs]
+        xc, dc = x - x.mean(), d - d.mean()
+        norm = float(np.sqrt((xc @ xc) * (dc @ dc)))
+        correlation = float(xc @ dc) / norm if norm > 1e-12 else 0.0
+        distance = float(np.sqrt(np.mean((x - d) ** 2))) / scale
+        amplitude = max(float(np.ptp(x)), 1e-3) / max(float(np.ptp(d)), 1e-3)
+        slope = max(float(np.abs(np.diff(x)).max()), 1e-4) / max(
+            float(np.abs(np.diff(d)).max()), 1e-4
+        )
+        area = max(float(np.abs(xc).sum()), 1e-3) / max(float(np.abs(dc).sum()), 1e-3)
+        shift = (int(np.argmax(np.abs(xc))) - int(np.argmax(np.abs(dc)))) / c.fs
+        p = slice(0, max(1, c.before - 29))  # the window starts 250 ms before R
+        t = slice(c.before + 54, c.window)
+        p_distance = float(np.sqrt(np.mean((beat[p] - dominant[p]) ** 2))) / scale
+        t_distance = float(np.sqrt(np.mean((beat[t] - dominant[t]) ** 2))) / scale
+        return [
+            correlation,
+            min(distance, 5.0),
+            float(np.log(amplitude)),
+            float(np.log(_width(x) / _width(d))),
+            float(np.log(slope)),
+            float(np.log(area)),
+            shift,
+            min(p_distance, 5.0),
+            min(t_distance, 5.0),
+        ]
 
     def _cut(self, r: int) -> np.ndarray:
         c = self.config
@@ -180,6 +306,67 @@ class BeatExtractor:
         if drop > 0:
             self._history = self._history[:, drop:]
             self._history_start += drop
+
+
+class MorphologyClusters:
+    """The patient's beat shapes, clustered online: each beat joins the nearest template (RMS
+    distance over the QRS, relative to the template's amplitude) or starts a new one in place
+    of the lightest. Weights decay per beat, so the *dominant* template is the patient's usual
+    beat of the last few minutes, whatever share of ectopic beats there is. Bounded memory
+    (`clusters` templates) and deterministic, so the stream and whole records agree."""
+
+    def __init__(self, config: BeatConfig) -> None:
+        self.config = config
+        k = config.clusters
+        self._templates = np.zeros((k, config.n_leads, config.window))
+        self._weights = np.zeros(k)
+        self._members = np.zeros(k)
+        self._qrs = slice(config.before - config.qrs_before, config.before + config.qrs_after)
+        self.last_match = 1.0  # share of the weight of the cluster the last beat joined
+
+    def dominant(self, window: np.ndarray) -> np.ndarray:
+        """The dominant template before `window` joins (the beat itself for the first beat),
+        then add `window` to its cluster."""
+        c = self.config
+        used = self._weights > 0
+        if not used.any():
+            self._add(0, window, new=True)
+            return window.copy()
+        dominant = self._templates[int(np.argmax(self._weights))].copy()
+        candidates = np.flatnonzero(used)
+        x = window[0, self._qrs]
+        t = self._templates[candidates, 0, self._qrs]
+        span = np.maximum(t.max(axis=1) - t.min(axis=1), c.min_scale_mv)
+        distance = np.sqrt(np.mean((t - x) ** 2, axis=1)) / span
+        best = int(np.argmin(distance))
+        if distance[best] < c.cluster_distance:
+            self._add(int(candidates[best]), window, new=False)
+        else:
+            free = np.flatnonzero(~used)
+            self._add(
+                int(free[0]) if free.size else int(np.argmin(self._weights)), window, new=True
+            )
+        return dominant
+
+    def _add(self, index: int, window: np.ndarray, new: bool) -> None:
+        c = self.config
+        self._weights *= c.cluster_decay
+        if new:
+            self._templates[index] = window
+            self._weights[index] = 1.0
+            self._members[index] = 1.0
+        else:
+            self._members[index] += 1.0
+            rate = max(1.0 / self._members[index], c.cluster_rate)
+            self._templates[index] += rate * (window - self._templates[index])
+            self._weights[index] += 1.0
+        self.last_match = float(self._weights[index] / self._weights.sum())
+
+
+def _width(x: np.ndarray) -> float:
+    """Samples where the QRS is above a quarter of its largest excursion (at least 1)."""
+    centred = np.abs(x - _median(x))
+    return max(1.0, float(np.count_nonzero(centred > 0.25 * centred.max())))
 
 
 def _median(values: np.ndarray) -> float:

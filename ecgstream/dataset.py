@@ -85,7 +85,9 @@ def record_beats(data_dir: Path, name: str, config: PreprocessConfig) -> RecordB
             if beats
             else np.zeros((0, config.beat.channels, window), np.float32)
         ),
-        rr=np.stack([b.features.rr for b in beats]) if beats else np.zeros((0, 8), np.float32),
+        rr=np.stack([b.features.rr for b in beats])
+        if beats
+        else np.zeros((0, config.beat.n_features), np.float32),
         labels=labels,
     )
 

@@ -45,7 +45,9 @@ def detect_segment(
             if beats
             else np.zeros((0, channels, window), np.float32)
         ),
-        rr=np.stack([b.features.rr for b in beats]) if beats else np.zeros((0, 8), np.float32),
+        rr=np.stack([b.features.rr for b in beats])
+        if beats
+        else np.zeros((0, preprocess.beat.n_features), np.float32),
     )
 
 

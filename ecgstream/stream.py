@@ -44,7 +44,8 @@ class PreprocessConfig:
             lead_preference=tuple(data["lead_preference"]),
             second_lead_preference=tuple(data.get("second_lead_preference", SECOND_LEADS)),
             detector=DetectorConfig(**detector),
-            beat=BeatConfig(**data["beat"]),
+            # artifacts written before these fields existed used one lead and the first set
+            beat=BeatConfig(**{"feature_set": 1, "n_leads": 1, **data["beat"]}),
         )
 
 

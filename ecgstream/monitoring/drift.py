@@ -39,7 +39,8 @@ def summary_features(windows: np.ndarray, rr: np.ndarray) -> np.ndarray:
     """(n, len(SUMMARY_FEATURES)) float32: what the monitor receives per beat."""
     peak = windows[:, 0].max(axis=1) - windows[:, 0].min(axis=1)
     deviation = np.sqrt((windows[:, 1] ** 2).mean(axis=1))
-    return np.column_stack([rr, peak, deviation]).astype(np.float32)
+    # the RR features lead every feature set; the patient-relative ones are not monitored
+    return np.column_stack([rr[:, : len(RR_FEATURES)], peak, deviation]).astype(np.float32)
 
 
 def psi(values: np.ndarray, quantiles: list[float], levels: list[float]) -> float:

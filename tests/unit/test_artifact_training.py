@@ -12,7 +12,13 @@ import torch
 from ecgstream.artifact import load_artifact, reference_statistics, save_artifact
 from ecgstream.dataset import record_beats, training_set
 from ecgstream.errors import ConfigurationError
-from ecgstream.model import BeatClassifier, ModelConfig
+from ecgstream.model import (
+    BeatClassifier,
+    ModelConfig,
+    combine,
+    feature_network_config,
+    standalone_config,
+)
 from ecgstream.stream import PreprocessConfig
 from ecgstream.training import TrainConfig, train_classifier
 
@@ -79,6 +85,56 @@ def test_artifact_round_trip(tmp_path: Path, small_sets: tuple) -> None:
 
 
 def test_model_shapes() -> None:
-    model = BeatClassifier(ModelConfig())
-    logits = model(torch.zeros(3, 2, 256), torch.ones(3, 8))
+    config = ModelConfig()
+    model = BeatClassifier(config)
+    logits = model(torch.zeros(3, config.in_channels, 256), torch.ones(3, config.rr_features))
     assert logits.shape == (3, 4)
+
+
+def _combined_model(gate: int | None = None) -> BeatClassifier:
+    config = ModelConfig(window_channels=2, feature_networks=3, irregular_rhythm_feature=gate)
+    torch.manual_seed(0)
+    main = BeatClassifier(standalone_config(config))
+    networks = [BeatClassifier(feature_network_config(config)) for _ in range(3)]
+    return combine(main, networks, config)
+
+
+def test_combined_model_takes_s_from_the_feature_networks() -> None:
+    model = _combined_model()
+    config = model.config
+    window = torch.randn(64, config.in_channels, 256)
+    rr = torch.rand(64, config.rr_features) + 0.5
+    with torch.inference_mode():
+        probabilities = torch.softmax(model(window, rr), 1)
+        rhythm = torch.stack([torch.softmax(n(window, rr), 1) for n in model.feature_networks])
+        alone = torch.softmax(model._logits(window, rr), 1)
+    torch.testing.assert_close(probabilities.sum(1), torch.ones(64))
+    torch.testing.assert_close(probabilities[:, 1], rhythm.mean(0)[:, 1])
+    # the rest is shared: changing the CNN moves N/V/F, not S
+    assert not torch.allclose(probabilities[:, [0, 2, 3]], rhythm.mean(0)[:, [0, 2, 3]])
+    assert not torch.allclose(probabilities[:, [0, 2, 3]], alone[:, [0, 2, 3]])
+    # the CNN sees only the first two window channels (the detection lead)
+    changed = window.clone()
+    changed[:, 2:] = torch.randn(64, config.in_channels - 2, 256)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(changed, rr), model(window, rr))
+
+
+def test_no_s_call_in_an_irregular_rhythm() -> None:
+    index = 12
+    model = _combined_model(gate=index)
+    config = model.config
+    window = torch.randn(32, config.in_channels, 256)
+    rr = torch.rand(32, config.rr_features) + 0.5
+    rr[:, index] = torch.tensor([0.05, 0.5] * 16)
+    with torch.inference_mode():
+        gated = torch.softmax(model(window, rr), 1)
+        plain = torch.softmax(_combined_model()(window, rr), 1)
+    irregular = rr[:, index] > config.irregular_rhythm_threshold
+    assert torch.all(gated[irregular, 1] < 1e-6)
+    torch.testing.assert_close(gated[irregular, 0], plain[irregular, 0] + plain[irregular, 1])
+    torch.testing.assert_close(gated[~irregular], plain[~irregular])
+    model.train()  # the gate is a decision rule: training sees the networks' own outputs
+    assert not torch.allclose(
+        torch.softmax(model(window, rr), 1)[irregular, 1], gated[irregular, 1]
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgstream.beats import RR_FEATURES, BeatConfig, BeatExtractor
+from ecgstream.beats import RR_FEATURES, BeatConfig, BeatExtractor, feature_names
 from ecgstream.records import load_record
 from ecgstream.stream import DetectedBeat, PatientStream, PreprocessConfig
 
@@ -54,7 +54,7 @@ def test_other_sampling_rates_are_resampled_and_keyed_in_device_samples(mitdb_di
 
 
 def test_rr_features_of_a_premature_beat() -> None:
-    config = BeatConfig()
+    config = BeatConfig(n_leads=1)
     extractor = BeatExtractor(config)
     fs = config.fs
     # beats every 1.0 s, then one 0.6 s early (premature), then a compensatory pause
@@ -65,19 +65,25 @@ def test_rr_features_of_a_premature_beat() -> None:
         x[p] = 1.0
     released = extractor.push(x, peaks)
     premature = next(b for b in released if b.sample == peaks[12])
-    rr = dict(zip(RR_FEATURES, premature.rr.tolist(), strict=True))
+    names = feature_names(config.feature_set, config.n_leads)
+    rr = dict(zip(names, premature.rr.tolist(), strict=True))
     assert rr["pre_rr_s"] == pytest.approx(0.6, abs=1e-3)
     assert rr["post_rr_s"] == pytest.approx(1.4, abs=1e-3)
     assert rr["pre_over_local"] < 0.7  # premature relative to this patient's own rhythm
     assert rr["pre_over_post"] == pytest.approx(0.6 / 1.4, rel=1e-3)
-    regular = next(b for b in released if b.sample == peaks[8])
-    assert dict(zip(RR_FEATURES, regular.rr.tolist(), strict=True))["pre_over_local"] == (
-        pytest.approx(1.0, abs=1e-3)
-    )
+    # against the median of the intervals before it, not an average the beat itself moves
+    assert rr["log_pre_over_ref"] == pytest.approx(np.log(0.6), abs=1e-3)
+    assert rr["log_post_over_ref"] == pytest.approx(np.log(1.4), abs=1e-3)
+    assert rr["log_pre_over_previous"] == pytest.approx(np.log(0.6), abs=1e-3)
+    assert rr["rr_irregularity"] == pytest.approx(0.0, abs=1e-6)  # one ectopic beat: regular
+    regular = dict(zip(names, next(b for b in released if b.sample == peaks[8]).rr, strict=True))
+    assert regular["pre_over_local"] == pytest.approx(1.0, abs=1e-3)
+    assert regular["log_pre_over_ref"] == pytest.approx(0.0, abs=1e-3)
+    assert regular["dominant_correlation_lead1"] == pytest.approx(1.0, abs=1e-3)
 
 
 def test_a_beat_waits_for_the_next_beat_and_its_window() -> None:
-    extractor = BeatExtractor(BeatConfig())
+    extractor = BeatExtractor(BeatConfig(n_leads=1))
     x = np.zeros(1000)
     assert extractor.push(x, [400]) == []  # no next beat yet
     released = extractor.push(np.zeros(10), [700])
@@ -90,3 +96,60 @@ def test_a_beat_waits_for_the_next_beat_and_its_window() -> None:
 def test_preprocess_config_round_trips_through_a_dict() -> None:
     config = PreprocessConfig()
     assert PreprocessConfig.from_dict(config.to_dict()) == config
+
+
+def test_an_artifact_from_before_feature_sets_keeps_its_preprocessing() -> None:
+    data = PreprocessConfig().to_dict()
+    for key in ("feature_set", "n_leads", "reference_beats", "clusters"):
+        del data["beat"][key]
+    old = PreprocessConfig.from_dict(data).beat
+    assert (old.feature_set, old.n_leads, old.n_features) == (1, 1, len(RR_FEATURES))
+
+
+def _record_stream(x: np.ndarray, chunk: int) -> list[DetectedBeat]:
+    stream = PatientStream(360.0)
+    beats: list[DetectedBeat] = []
+    for begin in range(0, x.shape[1], chunk):
+        beats += stream.push(x[:, begin : begin + chunk])
+    return beats + stream.flush()
+
+
+@pytest.mark.parametrize("record", ["119", "201"])
+def test_patient_relative_features_of_two_leads_do_not_depend_on_chunking(
+    mitdb_dir: Path, record: str
+) -> None:
+    """119: ventricular bigeminy (clusters split in two); 201: AF (irregularity)."""
+    loaded = load_record(mitdb_dir, record)
+    x = np.stack([loaded.lead(name) for name in loaded.lead_names])[:, : 360 * 150]
+    whole = _record_stream(x, x.shape[1])
+    assert whole[0].features.rr.shape == (BeatConfig().n_features,)
+    assert whole[0].features.window.shape == (4, 256)
+    rng = np.random.default_rng(7)
+    for chunk in (1 + int(rng.integers(0, 50)), 360, 4321):
+        assert _same(_record_stream(x, chunk), whole)
+
+
+def test_the_dominant_beat_of_a_bigeminy_is_the_normal_beat(mitdb_dir: Path) -> None:
+    """In 119's bigeminy half the beats are V: a median of the last beats mixes the two shapes,
+    the dominant cluster stays the patient's normal beat, so V beats stand out against it."""
+    from ecgstream.dataset import record_beats
+
+    beats = record_beats(mitdb_dir, "119", PreprocessConfig())
+    names = feature_names(2, 2)
+    distance = beats.rr[:, names.index("dominant_distance_lead1")]
+    share = beats.rr[:, names.index("cluster_share")]
+    n, v = beats.labels == "N", beats.labels == "V"
+    assert np.median(distance[v]) > 5 * np.median(distance[n])
+    assert np.median(share[n]) > np.median(share[v])
+    assert np.median(share[n]) > 0.5
+
+
+def test_irregularity_marks_atrial_fibrillation(mitdb_dir: Path) -> None:
+    """201 and 203 hold AF episodes; 209's supraventricular beats come in a regular rhythm."""
+    from ecgstream.dataset import record_beats
+
+    index = feature_names(2, 2).index("rr_irregularity")
+    af = record_beats(mitdb_dir, "203", PreprocessConfig())
+    sinus = record_beats(mitdb_dir, "209", PreprocessConfig())
+    assert np.mean(af.rr[af.labels == "N", index] > 0.2) > 0.7
+    assert np.mean(sinus.rr[sinus.labels == "S", index] > 0.2) < 0.05

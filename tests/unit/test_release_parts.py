@@ -50,8 +50,8 @@ def test_a_cropped_network_sees_the_centre_of_the_streams_window() -> None:
     assert config.crop_start == round(64 * beat.before / beat.window)
     torch.manual_seed(0)
     model = BeatClassifier(config).eval()
-    full = torch.randn(5, 2, beat.window)
-    rr = torch.rand(5, 8) + 0.5
+    full = torch.randn(5, beat.channels, beat.window)
+    rr = torch.rand(5, beat.n_features) + 0.5
     cropped = full[..., config.crop_start : config.crop_start + 192]
     with torch.no_grad():
         assert torch.equal(model(full, rr), model(cropped, rr))
@@ -140,8 +140,8 @@ def test_a_trial_resumed_from_its_checkpoint_trains_as_if_never_stopped(tmp_path
 
     def data(n: int) -> TrainingSet:
         return TrainingSet(
-            rng.standard_normal((n, 2, 256)).astype(np.float32),
-            (rng.random((n, 8)) + 0.5).astype(np.float32),
+            rng.standard_normal((n, 4, 256)).astype(np.float32),
+            (rng.random((n, ModelConfig().rr_features)) + 0.5).astype(np.float32),
             rng.integers(0, 4, n),
             np.full(n, "x"),
         )
