@@ -25,7 +25,13 @@ from ecgstream.dataset import (
 )
 from ecgstream.ec57 import SePp
 from ecgstream.evaluation import RecordResult, evaluate_record
-from ecgstream.model import BeatClassifier, count_parameters
+from ecgstream.model import (
+    BeatClassifier,
+    combine,
+    count_parameters,
+    feature_network_config,
+    standalone_config,
+)
 from ecgstream.splits import PACED, PatientSplit, holdout_split, patient_folds
 from ecgstream.stream import PreprocessConfig
 from ecgstream.training import EpochReport, TrainConfig, beat_metrics, train_classifier
@@ -37,6 +43,7 @@ class TrainOutcome:
     path: Path
     best_epoch: int
     validation_macro_f1: float
+    validation_records: tuple[str, ...] = ()  # of every network
 
 
 def _sepp(metrics: dict[str, SePp]) -> dict[str, dict[str, float | None]]:
@@ -56,42 +63,73 @@ def train_and_save(
     preprocess: PreprocessConfig | None = None,
     on_record: Callable[[str], None] = lambda name: None,
     on_epoch: Callable[[EpochReport], None] = lambda report: None,
+    metrics: dict[str, Any] | None = None,
+    recipe_name: str | None = None,
 ) -> TrainOutcome:
     """Train on `records` (paced ones are dropped), early-stopping on a patient-wise validation
     split of them, and write an immutable artifact with reference statistics and a model card."""
     preprocess = preprocess or PreprocessConfig()
-    # the network's input channels follow the preprocessing (2 per lead)
-    config = replace(config, model=replace(config.model, in_channels=preprocess.beat.channels))
+    # the network's inputs follow the preprocessing (2 channels per lead, the feature set)
+    config = replace(
+        config,
+        model=replace(
+            config.model,
+            in_channels=preprocess.beat.channels,
+            rr_features=preprocess.beat.n_features,
+        ),
+    )
     usable = [r for r in records if r not in PACED]
-    split = holdout_split(usable, validation_fraction, seed=config.seed)
     beats: dict[str, RecordBeats] = {}
     for name in usable:
         on_record(name)
         beats[name] = record_beats(data_dir, name, preprocess)
-    train = training_set(beats[r] for r in split.train)
-    validation = training_set(beats[r] for r in split.validation)
     started = time.monotonic()
-    result = train_classifier(train, validation, config, on_epoch=on_epoch)
+    # each network early-stops on its own patient-wise validation split
+    networks = [standalone_config(config.model)]
+    networks += [feature_network_config(config.model)] * config.model.feature_networks
+    splits, results = [], []
+    for index, network in enumerate(networks):
+        seed = config.seed + index
+        split = holdout_split(usable, validation_fraction, seed=seed)
+        result = train_classifier(
+            training_set(beats[r] for r in split.train),
+            training_set(beats[r] for r in split.validation),
+            replace(config, seed=seed, model=network),
+            on_epoch=on_epoch,
+        )
+        splits.append(split)
+        results.append(result)
     seconds = time.monotonic() - started
+    model = combine(results[0].model, [r.model for r in results[1:]], config.model)
 
+    split = splits[0]
     version = write_artifact(
         out_dir,
-        result.model,
+        model,
         config,
         preprocess,
         data_dir=data_dir,
         records=usable,
         split=split,
-        train=train,
-        validation=validation,
+        train=training_set(beats[r] for r in split.train),
+        validation=training_set(beats[r] for r in split.validation),
         training={
-            "best_epoch": result.best_epoch,
-            "epochs_run": len(result.history),
+            "best_epoch": [r.best_epoch for r in results],
+            "epochs_run": [len(r.history) for r in results],
+            "validation_records_per_network": [list(s.validation) for s in splits],
             "seconds": round(seconds, 1),
         },
+        metrics=metrics,
+        recipe=recipe_name,
     )
-    best = max(result.history, key=lambda report: report.validation_macro_f1)
-    return TrainOutcome(version, out_dir, result.best_epoch, best.validation_macro_f1)
+    best = [max(r.history, key=lambda report: report.validation_macro_f1) for r in results]
+    return TrainOutcome(
+        version,
+        out_dir,
+        results[0].best_epoch,
+        float(sum(b.validation_macro_f1 for b in best) / len(best)),
+        tuple(sorted({r for s in splits for r in s.validation})),
+    )
 
 
 def write_artifact(
@@ -107,6 +145,7 @@ def write_artifact(
     validation: TrainingSet,
     training: dict[str, Any],
     metrics: dict[str, Any] | None = None,
+    recipe: str | None = None,
 ) -> str:
     """Save a trained model as an immutable artifact: reference statistics for the monitor (from
     the validation patients, whom it did not train on) and a model card with its lineage."""
@@ -118,11 +157,13 @@ def write_artifact(
     val_f1, val_metrics = beat_metrics(validation.targets, val_proba.argmax(axis=1))
     card = {
         "model": "1D-CNN over the beat window (beat, beat minus the patient's typical "
-        "beat) joined with RR interval features; AAMI classes N, S, V, F",
+        "beat) joined with RR interval and patient-relative features; AAMI classes N, S, V, F",
+        "recipe": recipe,
         "parameters": count_parameters(model),
         "code_version": code_version(),
         "data": {
-            "source": str(data_dir),
+            # the data's identity is its fingerprint; where it lay on this machine is not kept
+            "source": data_dir.name,
             "fingerprint_sha256": data_fingerprint(data_dir, records),
             "train_records": list(split.train),
             "validation_records": list(split.validation),
@@ -154,19 +195,43 @@ def cross_validate(
     *,
     on_fold: Callable[[int, tuple[str, ...]], None] = lambda fold, held_out: None,
     on_record: Callable[[RecordResult], None] = lambda result: None,
-) -> list[RecordResult]:
+    preprocess: PreprocessConfig | None = None,
+) -> CrossValidation:
     """Leave-patients-out: train on k-1 folds, evaluate the held-out fold's records through the
-    full streaming path; every record is scored by a model that never saw its patient."""
+    full streaming path; every record is scored by a model that never saw its patient. Every
+    choice (early stopping, decision offsets) is made on validation patients drawn from the
+    training folds, never on the held-out fold."""
     usable = [r for r in records if r not in PACED]
-    results: list[RecordResult] = []
+    results: list[list[RecordResult]] = []
+    notes: list[dict[str, Any]] = []
     for fold, held_out in enumerate(patient_folds(usable, folds, seed=config.seed)):
         on_fold(fold, held_out)
         training = [r for r in usable if r not in held_out]
         with tempfile.TemporaryDirectory(prefix="ecgstream-cv-") as tmp:
-            train_and_save(data_dir, training, Path(tmp) / "model", config)
+            outcome = train_and_save(
+                data_dir, training, Path(tmp) / "model", config, preprocess=preprocess
+            )
             model = load_artifact(Path(tmp) / "model")
+            fold_results = []
             for name in held_out:
                 result = evaluate_record(model, data_dir, name)
                 on_record(result)
-                results.append(result)
-    return results
+                fold_results.append(result)
+        results.append(fold_results)
+        notes.append(
+            {
+                "validation_records": list(outcome.validation_records),
+                "best_epoch": outcome.best_epoch,
+            }
+        )
+    return CrossValidation(results, notes)
+
+
+@dataclass(frozen=True, eq=False)
+class CrossValidation:
+    folds: list[list[RecordResult]]  # the held-out records of each fold
+    notes: list[dict[str, Any]]  # what each fold chose on its own validation patients
+
+    @property
+    def results(self) -> list[RecordResult]:
+        return [result for fold in self.folds for result in fold]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -12,7 +14,12 @@ from ecgstream.cli.app import console, reports_errors
 from ecgstream.settings import load_settings
 from ecgstream.splits import DS1
 
+if TYPE_CHECKING:  # torch is imported only by the commands that train
+    from ecgstream.recipes import Recipe
+    from ecgstream.training import TrainConfig
+
 DEFAULT_RECORDS = list(DS1)
+RECIPE_HELP = "training recipe (ecgstream/recipes.py; default: the shipped model's)"
 
 
 def _progress() -> Progress:
@@ -34,19 +41,22 @@ def train(
     out: Path = typer.Option(..., help="new artifact directory (must not exist yet)"),
     data: Path | None = typer.Option(None, help="WFDB records (default: the configured data)"),
     records: list[str] = typer.Option(DEFAULT_RECORDS, help="training patients (records)"),
-    epochs: int = typer.Option(40, min=1),
+    recipe: str | None = typer.Option(None, help=RECIPE_HELP),
+    epochs: int | None = typer.Option(None, min=1, help="default: the recipe's"),
     seed: int = typer.Option(0),
     validation_fraction: float = typer.Option(0.25, min=0.05, max=0.5),
-    class_weight_power: float = typer.Option(1.0, min=0.0, max=2.0),
+    class_weight_power: float | None = typer.Option(
+        None, min=0.0, max=2.0, help="default: the recipe's"
+    ),
 ) -> None:
-    """Train one configuration with early stopping on a patient-wise validation split."""
+    """Train one recipe, each network early-stopping on its own patient-wise validation split."""
     from ecgstream.trainer import train_and_save
-    from ecgstream.training import TrainConfig
 
-    config = TrainConfig(epochs=epochs, seed=seed, class_weight_power=class_weight_power)
+    chosen = _recipe(recipe)
+    config = _train_config(chosen, epochs, seed, class_weight_power)
     with _progress() as progress:
         prep = progress.add_task("beats from records", total=len(records))
-        fit = progress.add_task("epochs", total=epochs)
+        fit = progress.add_task("epochs", total=config.epochs * (1 + config.model.feature_networks))
 
         def on_record(name: str) -> None:
             progress.update(prep, advance=1, description=f"beats from record {name}")
@@ -65,8 +75,10 @@ def train(
             out,
             config,
             validation_fraction=validation_fraction,
+            preprocess=chosen.preprocess,
             on_record=on_record,
             on_epoch=on_epoch,
+            recipe_name=chosen.name,
         )
     console.print(
         f"model [bold]{outcome.version}[/] written to {outcome.path} (best epoch "
@@ -155,27 +167,60 @@ def crossval(
     folds: int = typer.Option(5, min=2),
     records: list[str] = typer.Option(DEFAULT_RECORDS, help="patients to cross-validate over"),
     data: Path | None = typer.Option(None),
-    epochs: int = typer.Option(40, min=1),
+    recipe: str | None = typer.Option(None, help=RECIPE_HELP),
+    epochs: int | None = typer.Option(None, min=1, help="default: the recipe's"),
     seed: int = typer.Option(0),
-    class_weight_power: float = typer.Option(1.0, min=0.0, max=2.0),
+    class_weight_power: float | None = typer.Option(
+        None, min=0.0, max=2.0, help="default: the recipe's"
+    ),
     json_out: Path | None = typer.Option(None, "--json"),
     plots: Path | None = typer.Option(None),
 ) -> None:
-    """Leave-patients-out cross-validation of the training recipe, scored per EC57."""
+    """Leave-patients-out cross-validation of a training recipe, scored per EC57, with each
+    fold's figures and bootstrap intervals over patients."""
+    from ecgstream.evidence import crossval_report, intervals_table
     from ecgstream.trainer import cross_validate
-    from ecgstream.training import TrainConfig
 
-    config = TrainConfig(epochs=epochs, seed=seed, class_weight_power=class_weight_power)
+    chosen = _recipe(recipe)
+    config = _train_config(chosen, epochs, seed, class_weight_power)
     with _progress() as progress:
         task = progress.add_task("folds", total=folds)
-        results = cross_validate(
+        outcome = cross_validate(
             _data_dir(data),
             records,
             folds,
             config,
+            preprocess=chosen.preprocess,
             on_fold=lambda fold, held: progress.update(
                 task, completed=fold, description=f"fold {fold + 1}: held out {' '.join(held)}"
             ),
         )
         progress.update(task, completed=folds)
-    _report(results, f"EC57, {folds}-fold leave-patients-out", json_out, plots)
+    _report(outcome.results, f"EC57, {folds}-fold leave-patients-out, {chosen.name}", None, plots)
+    report = crossval_report([[r.score for r in fold] for fold in outcome.folds], outcome.notes)
+    report["recipe"] = {"name": chosen.name, "summary": chosen.summary, "seed": seed}
+    console.print(intervals_table(report))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+        console.print(f"cross-validation report written to {json_out}")
+
+
+def _recipe(name: str | None) -> Recipe:
+    from ecgstream.recipes import DEFAULT_RECIPE, recipe
+
+    try:
+        return recipe(name or DEFAULT_RECIPE)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--recipe") from None
+
+
+def _train_config(
+    chosen: Recipe, epochs: int | None, seed: int, class_weight_power: float | None
+) -> TrainConfig:
+    changes: dict[str, object] = {"seed": seed}
+    if epochs is not None:
+        changes["epochs"] = epochs
+    if class_weight_power is not None:
+        changes["class_weight_power"] = class_weight_power
+    return replace(chosen.train, **changes)
