@@ -156,8 +156,7 @@ def write_artifact(
     train_f1, train_metrics = beat_metrics(train.targets, train_proba.argmax(axis=1))
     val_f1, val_metrics = beat_metrics(validation.targets, val_proba.argmax(axis=1))
     card = {
-        "model": "1D-CNN over the beat window (beat, beat minus the patient's typical "
-        "beat) joined with RR interval and patient-relative features; AAMI classes N, S, V, F",
+        "model": _describe(model),
         "recipe": recipe,
         "parameters": count_parameters(model),
         "code_version": code_version(),
@@ -185,6 +184,22 @@ def write_artifact(
     }
     model.eval()
     return save_artifact(out_dir, model, preprocess, reference, card)
+
+
+def _describe(model: BeatClassifier) -> str:
+    config = model.config
+    text = (
+        "1D-CNN over the beat window (beat, beat minus the patient's typical beat) joined with "
+        f"{config.rr_features} RR and patient-relative features"
+    )
+    if config.feature_networks:
+        text += (
+            f", combined with {config.feature_networks} feature-only networks that alone give "
+            "S's probability"
+        )
+    if config.irregular_rhythm_feature is not None:
+        text += "; no S call in an irregular rhythm"
+    return text + "; AAMI classes N, S, V, F"
 
 
 def cross_validate(

@@ -48,12 +48,19 @@ def train(
     class_weight_power: float | None = typer.Option(
         None, min=0.0, max=2.0, help="default: the recipe's"
     ),
+    crossval_report: Path | None = typer.Option(
+        None,
+        "--crossval",
+        help="`ecgstream crossval --json` output of the same recipe: its figures and intervals "
+        "go into the model card",
+    ),
 ) -> None:
     """Train one recipe, each network early-stopping on its own patient-wise validation split."""
     from ecgstream.trainer import train_and_save
 
     chosen = _recipe(recipe)
     config = _train_config(chosen, epochs, seed, class_weight_power)
+    metrics = None if crossval_report is None else _crossval_metrics(crossval_report, chosen)
     with _progress() as progress:
         prep = progress.add_task("beats from records", total=len(records))
         fit = progress.add_task("epochs", total=config.epochs * (1 + config.model.feature_networks))
@@ -79,6 +86,7 @@ def train(
             on_record=on_record,
             on_epoch=on_epoch,
             recipe_name=chosen.name,
+            metrics=metrics,
         )
     console.print(
         f"model [bold]{outcome.version}[/] written to {outcome.path} (best epoch "
@@ -204,6 +212,30 @@ def crossval(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
         console.print(f"cross-validation report written to {json_out}")
+
+
+def _crossval_metrics(path: Path, chosen: Recipe) -> dict:
+    """The model card's `crossval` entry, from a crossval report of the recipe being trained."""
+    report = json.loads(path.read_text())
+    trained = report.get("recipe", {}).get("name")
+    if trained != chosen.name:
+        raise typer.BadParameter(
+            f"{path} cross-validates recipe {trained!r}, not {chosen.name!r}",
+            param_hint="--crossval",
+        )
+    return {
+        "crossval": {
+            "note": "EC57 gross figures of the recipe under leave-patients-out cross-validation "
+            "(each record scored by a model that never saw its patient); intervals: 95 % "
+            "bootstrap over patients",
+            "recipe": report["recipe"],
+            "folds": [fold["records"] for fold in report["folds"]],
+            "qrs": report["qrs"],
+            "classes": report["classes"],
+            "macro_f1": report["macro_f1"],
+            "intervals": report["intervals"],
+        }
+    }
 
 
 def _recipe(name: str | None) -> Recipe:

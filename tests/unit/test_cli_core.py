@@ -58,3 +58,38 @@ def test_download_without_network_fails_clearly(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "could not download 'mitdb'" in result.stderr
     assert "ECGSTREAM_DATA_DIR" in result.stderr
+
+
+def test_crossval_then_train_with_its_figures_in_the_card(tmp_path: Path) -> None:
+    """A small run of the shipped commands: the crossval JSON keeps evaluate's keys and adds
+    folds and intervals; train takes that report into the model card, and only for the recipe
+    it cross-validated."""
+    report_path = tmp_path / "cv.json"
+    records = ["--records", "119", "--records", "209", "--records", "220", "--records", "223"]
+    result = _run("crossval", "--folds", "2", *records, "--epochs", "1", "--json", str(report_path))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(report_path.read_text())
+    assert {"qrs", "classes", "macro_f1", "records", "folds", "intervals", "recipe"} <= set(report)
+    assert sorted(report["records"]) == ["119", "209", "220", "223"]
+    assert [len(fold["records"]) for fold in report["folds"]] == [2, 2]
+    for fold in report["folds"]:  # every choice was made on training patients
+        assert not set(fold["validation_records"]) & set(fold["records"])
+    assert report["intervals"]["V_se"]["low"] <= report["classes"]["V"]["se"]
+    assert report["recipe"]["name"] == "patient-relative-v2"
+
+    wrong = _run(
+        "train", "--out", str(tmp_path / "m0"), "--recipe", "rr-template-v1", *records,
+        "--epochs", "1", "--crossval", str(report_path),
+    )  # fmt: skip
+    assert wrong.returncode != 0
+    assert "cross-validates recipe 'patient-relative-v2'" in wrong.stderr + wrong.stdout
+    trained = _run(
+        "train", "--out", str(tmp_path / "m"), *records, "--epochs", "1",
+        "--crossval", str(report_path),
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    assert card["recipe"] == "patient-relative-v2"
+    assert card["metrics"]["crossval"]["classes"] == report["classes"]
+    assert card["metrics"]["crossval"]["intervals"] == report["intervals"]
+    assert card["data"]["source"] == Path(card["data"]["source"]).name  # no machine path
