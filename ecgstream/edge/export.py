@@ -57,6 +57,7 @@ def export_bundle(model_dir: Path | None, out: Path) -> dict[str, Any]:
             verbose=False,
         )
         program.save(str(out / "model.onnx"))
+    _strip_annotations(out / "model.onnx")
     quantize_dynamic(
         str(out / "model.onnx"), str(out / "model-int8.onnx"), weight_type=QuantType.QInt8
     )
@@ -83,6 +84,19 @@ def export_bundle(model_dir: Path | None, out: Path) -> dict[str, Any]:
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def _strip_annotations(path: Path) -> None:
+    """Drop the exporter's per-node annotations (source locations, stack traces) and inferred
+    shapes: they are most of the file and the runtime needs none of them."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    del model.graph.value_info[:]
+    onnx.save(model, str(path))
 
 
 def filter_designs(preprocess: PreprocessConfig) -> dict[str, list[float] | list[list[float]]]:
