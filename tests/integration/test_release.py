@@ -160,7 +160,7 @@ def test_infravalidation_fails_a_candidate_exported_with_wrong_preprocessing(
     pipeline: Settings, mitdb_dir: Path, tmp_path: Path
 ) -> None:
     base = load_artifact().preprocess
-    broken = replace(base, beat=replace(base.beat, template_beats=2))
+    broken = replace(base, beat=replace(base.beat, local_beats=2))  # both feature sets use it
     version = _register(
         pipeline, tmp_path, perturbed_model(2), saved_preprocess=broken, mitdb=mitdb_dir
     )
