@@ -76,6 +76,21 @@ class ManagedProcess:
     def exited_early(self) -> bool:
         return self.pid() is None
 
+    def kill_leftover_group(self) -> None:
+        """SIGKILL what the last start left behind after its leader died (a server that
+        spawns helpers in its session, as `ray start` does, can exit and leave them)."""
+        try:
+            pgid = int(self.pid_file.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return
+        if self.pid() is None and _group_alive(pgid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while _group_alive(pgid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+
     def stop(self) -> bool:
         """Stop our process (graceful signal, then SIGKILL after the timeout). True if it ran."""
         pid = self.pid()

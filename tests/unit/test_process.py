@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from cluster._process import ManagedProcess
 
 
@@ -83,3 +85,95 @@ def test_log_tail_and_failure_message(tmp_path: Path) -> None:
     assert process.log_tail(5) == "line one\nline two"
     error = process.fail("did not start")
     assert "sleeper.log" in str(error)
+
+
+def test_kill_leftover_group_clears_helpers_of_a_dead_leader(tmp_path: Path) -> None:
+    """`ray start` can exit and leave its GCS behind: a retry must not find that one."""
+    marker = str(tmp_path / "marker")
+    script = (
+        "import subprocess, sys\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(child.pid, flush=True)\n"
+    )
+    process = _process(tmp_path, marker)
+    process.start([sys.executable, "-c", script, marker])
+    deadline = time.monotonic() + 10
+    while process.pid() is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    helper = int(process.log_file.read_text().split()[0])
+    os.kill(helper, 0)  # the leader is gone, its helper is still there
+    process.kill_leftover_group()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(helper, 0)
+        except ProcessLookupError:
+            break
+        # the helper was reparented to init (or to us): reap it if it is ours
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the leftover helper was not killed")
+    assert not process.pid_file.exists()
+
+
+class _RaceLoggingProcess:
+    """Stands in for `ray start` (pure retry logic): exits with Ray's registration race."""
+
+    def __init__(self, log: str) -> None:
+        self.log = log
+        self.cleared = 0
+
+    def log_tail(self, lines: int = 20) -> str:
+        return self.log
+
+    def kill_leftover_group(self) -> None:
+        self.cleared += 1
+
+
+def _ray_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outcomes: list[bool], log: str
+) -> tuple[object, list[int]]:
+    from cluster import ray_head
+    from cluster.state import StatePaths
+    from ecgstream.errors import StackError
+    from ecgstream.settings import Settings
+
+    head = ray_head.RayHead(Settings(state_dir=tmp_path), StatePaths(tmp_path))
+    head.process = _RaceLoggingProcess(log)  # type: ignore[assignment]
+    starts: list[int] = []
+    monkeypatch.setattr(head, "start", lambda: starts.append(1))
+
+    def wait_until(*args: object, **kwargs: object) -> None:
+        if not outcomes.pop(0):
+            raise StackError("ray", "exited while waiting for `ray status`")
+
+    monkeypatch.setattr(ray_head, "wait_until", wait_until)
+    return head, starts
+
+
+def test_ray_head_restarts_after_the_raylet_registration_race(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cluster.ray_head import STARTUP_RACE
+
+    head, starts = _ray_head(tmp_path, monkeypatch, [False, True], f"Exception: {STARTUP_RACE}")
+    head.wait_ready()  # type: ignore[attr-defined]
+    assert starts == [1] and head.process.cleared == 1  # type: ignore[attr-defined]
+
+
+def test_ray_head_gives_up_after_its_attempts_and_on_other_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cluster.ray_head import START_ATTEMPTS, STARTUP_RACE
+    from ecgstream.errors import StackError
+
+    head, starts = _ray_head(
+        tmp_path, monkeypatch, [False] * START_ATTEMPTS, f"Exception: {STARTUP_RACE}"
+    )
+    with pytest.raises(StackError):
+        head.wait_ready()  # type: ignore[attr-defined]
+    assert len(starts) == START_ATTEMPTS - 1
+    head, starts = _ray_head(tmp_path, monkeypatch, [False, True], "ValueError: bad flag")
+    with pytest.raises(StackError):
+        head.wait_ready()  # type: ignore[attr-defined]
+    assert starts == []
