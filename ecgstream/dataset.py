@@ -17,6 +17,7 @@ import numpy as np
 from ecgstream.aami import MODEL_CLASSES
 from ecgstream.ec57 import match_beats
 from ecgstream.records import EcgRecord, load_record, load_reference_beats
+from ecgstream.rhythm.ticks import RhythmTick
 from ecgstream.stream import DetectedBeat, PatientStream, PreprocessConfig, choose_leads
 
 MATCH_TOLERANCE_S = 0.150
@@ -55,15 +56,29 @@ def detect_beats(
 ) -> tuple[str, list[DetectedBeat]]:
     """Run a record's leads through `PatientStream`, whole or in chunks; returns the name of
     the detection lead and the beats."""
+    lead, beats, _ = detect_beats_and_ticks(record, config, chunk_samples, rhythm=False)
+    return lead, beats
+
+
+def detect_beats_and_ticks(
+    record: EcgRecord,
+    config: PreprocessConfig,
+    chunk_samples: int | None = None,
+    rhythm: bool = True,
+) -> tuple[str, list[DetectedBeat], list[RhythmTick]]:
+    """`detect_beats`, with the rhythm clock's ticks too (asystole, pause and VF rules)."""
     leads = choose_leads(record.lead_names, config)
     x = np.stack([record.lead(record.lead_names[i]) for i in leads])
-    stream = PatientStream(record.fs, config)
+    stream = PatientStream(record.fs, config, rhythm=rhythm)
     step = chunk_samples or x.shape[1]
     beats: list[DetectedBeat] = []
+    ticks: list[RhythmTick] = []
     for begin in range(0, x.shape[1], step):
         beats += stream.push(x[:, begin : begin + step])
+        ticks += stream.pop_ticks()
     beats += stream.flush()
-    return record.lead_names[leads[0]], beats
+    ticks += stream.pop_ticks()
+    return record.lead_names[leads[0]], beats, ticks
 
 
 def record_beats(data_dir: Path, name: str, config: PreprocessConfig) -> RecordBeats:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ecgstream.beats import BeatConfig, BeatExtractor, BeatWindow
+from ecgstream.rhythm.ticks import RhythmClock, RhythmTick
 from ecgstream.signal.detector import DetectorConfig, QrsDetector
 from ecgstream.signal.resample import StreamingResampler
 
@@ -61,11 +62,16 @@ class PatientStream:
     """Resample -> detect (first lead) -> cut beats (all leads), for one device, chunk by chunk.
 
     `push` takes (n_leads, n) millivolts in the order `choose_leads` gives, or one lead (n,)
-    that then stands for every lead.
+    that then stands for every lead. With `rhythm`, it also keeps the clock of the rhythm rules
+    that need no beat (asystole, pause, VF): `pop_ticks` after each push.
     """
 
     def __init__(
-        self, fs: float, config: PreprocessConfig | None = None, start_sample: int = 0
+        self,
+        fs: float,
+        config: PreprocessConfig | None = None,
+        start_sample: int = 0,
+        rhythm: bool = False,
     ) -> None:
         self.config = config or PreprocessConfig()
         self.fs = fs
@@ -74,7 +80,12 @@ class PatientStream:
         self._resamplers = [
             StreamingResampler(fs, model_fs) for _ in range(self.config.beat.n_leads)
         ]
-        self._detector = QrsDetector(model_fs, self.config.detector)
+        self._clock = RhythmClock(model_fs, n_leads=self.config.beat.n_leads) if rhythm else None
+        self._detector = QrsDetector(
+            model_fs,
+            self.config.detector,
+            tick_samples=self._clock.tick_samples if self._clock else None,
+        )
         beat = self.config.beat
         if beat.fs != model_fs:
             raise ValueError(f"beat config is for {beat.fs} Hz but the model runs at {model_fs} Hz")
@@ -88,20 +99,32 @@ class PatientStream:
             leads = self._resamplers[0].push(x[0])[None, :]
         else:
             leads = np.stack([r.push(row) for r, row in zip(self._resamplers, x, strict=True)])
+        if self._clock is not None:
+            self._clock.add_signal(leads)
         return self._wrap(self._beats.push(leads, self._detector.push(leads[0])))
 
     def flush(self) -> list[DetectedBeat]:
         """End of stream: release everything still held back (the last beat has no next)."""
         released: list[BeatWindow] = []
         tail = np.stack([r.flush() for r in self._resamplers])
+        if self._clock is not None:
+            self._clock.add_signal(tail)
         if tail.shape[1]:
             released += self._beats.push(tail, self._detector.push(tail[0]))
         released += self._beats.flush(self._detector.flush())
         return self._wrap(released)
 
+    def pop_ticks(self) -> list[RhythmTick]:
+        """The rhythm clock's ticks decided since the last call (empty without `rhythm`)."""
+        if self._clock is None:
+            return []
+        return self._clock.ticks(self._detector.pop_ticks(), self._device_sample)
+
+    def _device_sample(self, model_sample: int) -> int:
+        return self.start_sample + round(model_sample * self.fs / self.config.model_fs)
+
     def _wrap(self, beats: list[BeatWindow]) -> list[DetectedBeat]:
-        ratio = self.fs / self.config.model_fs
-        return [DetectedBeat(self.start_sample + round(b.sample * ratio), b) for b in beats]
+        return [DetectedBeat(self._device_sample(b.sample), b) for b in beats]
 
 
 def choose_leads(available: tuple[str, ...] | list[str], config: PreprocessConfig) -> list[int]:

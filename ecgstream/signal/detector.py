@@ -48,7 +48,9 @@ class _Candidate:
 class QrsDetector:
     """Feed millivolt chunks with `push`; get R-peak sample indices (global, increasing)."""
 
-    def __init__(self, fs: float, config: DetectorConfig | None = None) -> None:
+    def __init__(
+        self, fs: float, config: DetectorConfig | None = None, tick_samples: int | None = None
+    ) -> None:
         self.fs = fs
         self.config = config or DetectorConfig()
         c = self.config
@@ -79,6 +81,12 @@ class QrsDetector:
         self._rr: deque[int] = deque(maxlen=8)
         self._since_last: list[_Candidate] = []  # noise candidates since the last beat
 
+        # clock ticks: every `tick_samples`, the last R peak known from what lies before it
+        self._tick_samples = tick_samples
+        self._next_tick = tick_samples or 0
+        self._last_peak: int | None = None
+        self._ticks: list[tuple[int, int | None]] = []
+
     # -- public ------------------------------------------------------------------------------
 
     @property
@@ -105,6 +113,15 @@ class QrsDetector:
     def flush(self) -> list[int]:
         """End of stream: decide the remaining positions as if the signal stopped here."""
         return self._decide_until(self.samples_seen)
+
+    def pop_ticks(self) -> list[tuple[int, int | None]]:
+        """(position, last R peak before it) for each tick decided since the last call.
+
+        A tick at position g carries only what candidates before g decided, and is made once
+        everything before g is decided: the same ticks for any chunking, and a silence is seen
+        at the tick itself, not when the next beat finally comes."""
+        ticks, self._ticks = self._ticks, []
+        return ticks
 
     # -- decisions ---------------------------------------------------------------------------
 
@@ -133,8 +150,22 @@ class QrsDetector:
         self._decided = end
         beats: list[int] = []
         for candidate in candidates:
-            beats.extend(self._classify(candidate))
+            self._tick_until(candidate.position)
+            found = self._classify(candidate)
+            if found:
+                self._last_peak = (
+                    max(found) if self._last_peak is None else max(self._last_peak, *found)
+                )
+            beats.extend(found)
+        self._tick_until(end)
         return beats
+
+    def _tick_until(self, position: int) -> None:
+        if self._tick_samples is None:
+            return
+        while self._next_tick <= position:
+            self._ticks.append((self._next_tick, self._last_peak))
+            self._next_tick += self._tick_samples
 
     def _candidates(self, begin: int, end: int) -> list[_Candidate]:
         """Local maxima of the integrated signal over +-neighbourhood, for begin <= i < end."""
