@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,13 @@ from ecgstream.io.sinks import KafkaSink, PostgresSink
 from ecgstream.monitoring.drift import summary_features
 from ecgstream.monitoring.fleet import BeatSummary
 from ecgstream.monitoring.metrics import ConsumerReport
-from ecgstream.processing import InputMessage, PendingBeat, StreamProcessor, WindowStats
+from ecgstream.processing import (
+    InputMessage,
+    PendingBeat,
+    PendingTick,
+    StreamProcessor,
+    WindowStats,
+)
 from ecgstream.settings import Settings
 
 log = logging.getLogger("ecgstream.consumer")
@@ -63,6 +69,7 @@ class WriteJob:
     chunks: int
     duplicates: int
     windows: list[WindowStats]
+    ticks: list[PendingTick] = field(default_factory=list)
 
 
 @ray.remote(num_cpus=0.5, max_restarts=0)
@@ -259,6 +266,7 @@ class ConsumerActor:
                 ingested.chunks,
                 ingested.duplicates,
                 ingested.windows,
+                ingested.ticks,
             )
         )
 
@@ -291,7 +299,7 @@ class ConsumerActor:
             probabilities = np.zeros((0, len(MODEL_CLASSES)), np.float32)
             classes, version = MODEL_CLASSES, ""
         beats, alarms = self._processor.complete(
-            pending, probabilities, classes, version, time.time() * 1000
+            pending, probabilities, classes, version, time.time() * 1000, job.ticks
         )
         letters = job.letters
         if not self._lane.raises_alarms:

@@ -73,10 +73,19 @@ class BeatOut(BaseModel):
 
 
 class AlarmOut(BaseModel):
-    kind: str
-    severity: str
-    start_sample: int
+    kind: str = Field(
+        description="asystole, vfib, vtach (high); afib, svt (medium); brady, tachy, pause, "
+        "pvc_burden (low)"
+    )
+    severity: str = Field(description="IEC 60601-1-8 priority: high, medium or low")
+    priority: str = Field(description="the same as severity")
+    start_sample: int = Field(description="first sample of the evidence (the episode's start)")
     start_time_s: float
+    raised_time_s: float = Field(description="where in the segment the rule fired")
+    end_time_s: float | None = Field(
+        description="end of an AF or VF episode inside the segment; null if it lasts past the "
+        "segment or the kind has no duration"
+    )
     evidence: dict
 
 

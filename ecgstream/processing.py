@@ -16,6 +16,7 @@ import numpy as np
 from ecgstream.alarms import AlarmConfig, ClassifiedBeat, RhythmMonitor
 from ecgstream.errors import RejectReason, WireFormatError
 from ecgstream.messages import AlarmEvent, BeatResult
+from ecgstream.rhythm.ticks import RhythmTick
 from ecgstream.stream import PatientStream, PreprocessConfig, choose_leads
 from ecgstream.wire import EcgChunk, decode_chunk
 
@@ -50,6 +51,17 @@ class PendingBeat:
     window: np.ndarray
     rr: np.ndarray
     published_ms: int
+    replay: bool
+
+
+@dataclass(frozen=True)
+class PendingTick:
+    """A tick of a device's rhythm clock (silence, VF), judged after the batch's beats."""
+
+    device_id: str
+    patient_id: str
+    tick: RhythmTick
+    time_s: float  # the device's clock at the tick (unix seconds)
     replay: bool
 
 
@@ -129,6 +141,7 @@ class Ingested:
     beats: list[PendingBeat] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     windows: list[WindowStats] = field(default_factory=list)
+    ticks: list[PendingTick] = field(default_factory=list)
     chunks: int = 0
     duplicates: int = 0
 
@@ -199,6 +212,16 @@ class StreamProcessor:
                         replay=message.replay,
                     )
                 )
+            out.ticks += [
+                PendingTick(
+                    chunk.device_id,
+                    chunk.patient_id,
+                    tick,
+                    device.time_origin + tick.sample / device.fs,
+                    message.replay,
+                )
+                for tick in device.stream.pop_ticks()
+            ]
         return out
 
     def complete(
@@ -208,11 +231,20 @@ class StreamProcessor:
         classes: Sequence[str],
         model_version: str,
         now_ms: float,
+        ticks: Sequence[PendingTick] = (),
     ) -> tuple[list[BeatResult], list[AlarmEvent]]:
-        """Join classes to beats and run the alarm rules; replayed beats update state only."""
+        """Run the clock's rules (silence, VF) on the batch's ticks, then join classes to beats
+        and run the beat rules; what is replayed updates state only."""
         results: list[BeatResult] = []
         alarms: list[AlarmEvent] = []
         labels = np.asarray(classes)[probabilities.argmax(axis=1)] if len(beats) else []
+        for pending in ticks:
+            device = self._devices.get(pending.device_id)
+            if device is None:
+                continue
+            raised = device.monitor.observe(pending.tick, pending.time_s)
+            if not pending.replay:
+                alarms.extend(AlarmEvent(a, pending.patient_id, model_version) for a in raised)
         for beat, label, proba in zip(beats, labels, probabilities, strict=True):
             device = self._devices.get(beat.device_id)
             raised = (
@@ -263,10 +295,12 @@ class StreamProcessor:
             patient_id=chunk.patient_id,
             fs=chunk.fs,
             lead=chunk.lead_names[choose_leads(chunk.lead_names, self.preprocess)[0]],
-            stream=PatientStream(chunk.fs, self.preprocess, start_sample=chunk.first_sample),
+            stream=PatientStream(
+                chunk.fs, self.preprocess, start_sample=chunk.first_sample, rhythm=True
+            ),
             monitor=previous.monitor
             if previous is not None
-            else RhythmMonitor(chunk.device_id, self.alarm_config),
+            else RhythmMonitor(chunk.device_id, self.alarm_config, fs=chunk.fs),
             next_sample=chunk.first_sample,
             time_origin=chunk.start_time - chunk.first_sample / chunk.fs,
         )

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ecgstream.alarms import ClassifiedBeat, RhythmMonitor
+from ecgstream.alarms import ClassifiedBeat, RhythmMonitor, replay_alarms
+from ecgstream.rhythm.ticks import RhythmTick
 from ecgstream.stream import PatientStream, PreprocessConfig, choose_leads
 
 if TYPE_CHECKING:  # torch stays out of the edge runner's imports
@@ -23,6 +24,7 @@ class SegmentBeats:
     samples: np.ndarray  # int64, R peaks as sample indices of the segment
     windows: np.ndarray  # float32 (n, channels, window)
     rr: np.ndarray  # float32 (n, n_rr)
+    ticks: tuple[RhythmTick, ...] = ()  # the rhythm clock over the segment
 
     def __len__(self) -> int:
         return int(self.samples.size)
@@ -33,9 +35,10 @@ def detect_segment(
 ) -> SegmentBeats:
     """Beats of a (n_leads, n) millivolt segment; raises ValueError if no usable lead."""
     leads = choose_leads(list(lead_names), preprocess)
-    stream = PatientStream(fs, preprocess)
+    stream = PatientStream(fs, preprocess, rhythm=True)
     beats = stream.push(np.asarray(x_mv, dtype=np.float32)[leads])
     beats += stream.flush()
+    ticks = tuple(stream.pop_ticks())
     channels, window = preprocess.beat.channels, preprocess.beat.window
     return SegmentBeats(
         lead=lead_names[leads[0]],
@@ -48,6 +51,7 @@ def detect_segment(
         rr=np.stack([b.features.rr for b in beats])
         if beats
         else np.zeros((0, preprocess.beat.n_features), np.float32),
+        ticks=ticks,
     )
 
 
@@ -61,23 +65,14 @@ def segment_result(
     """The answer: every beat with its class and probabilities, and the rhythm alarms the
     stream's rules raise over the segment (times in seconds from its start)."""
     labels = [classes[i] for i in probabilities.argmax(axis=1)] if len(beats) else []
-    monitor = RhythmMonitor("segment")
-    out_beats, alarms = [], []
+    monitor = RhythmMonitor("segment", fs=fs)
+    out_beats, classified = [], []
     previous: int | None = None
     for sample, label, proba in zip(beats.samples.tolist(), labels, probabilities, strict=True):
         time_s = sample / fs
         rr_prev = None if previous is None else (sample - previous) / fs
         previous = sample
-        for alarm in monitor.add(ClassifiedBeat(sample, time_s, label, rr_prev)):
-            alarms.append(
-                {
-                    "kind": alarm.kind,
-                    "severity": alarm.severity,
-                    "start_sample": alarm.start_sample,
-                    "start_time_s": round(alarm.start_time, 3),
-                    "evidence": alarm.evidence,
-                }
-            )
+        classified.append(ClassifiedBeat(sample, time_s, label, rr_prev))
         out_beats.append(
             {
                 "sample": sample,
@@ -88,6 +83,26 @@ def segment_result(
                 },
             }
         )
+    raised = replay_alarms(monitor, classified, beats.ticks)
+    ends = {start: end for start, end in monitor.af_episodes + monitor.vf_episodes}
+    alarms = [
+        {
+            "kind": alarm.kind,
+            "severity": alarm.severity,
+            "priority": alarm.severity,
+            "start_sample": alarm.start_sample,
+            "start_time_s": round(alarm.start_time, 3),
+            "raised_time_s": round((alarm.raised_sample or alarm.start_sample) / fs, 3),
+            # episodes with a duration (AF, VF) end inside the segment or last past it (null)
+            "end_time_s": (
+                round(ends[alarm.start_sample] / fs, 3)
+                if alarm.kind in ("afib", "vfib") and ends.get(alarm.start_sample) is not None
+                else None
+            ),
+            "evidence": alarm.evidence,
+        }
+        for alarm in raised
+    ]
     return {
         "model_version": model_version,
         "fs": fs,

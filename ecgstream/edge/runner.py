@@ -57,8 +57,8 @@ class EdgeRunner:
         except ValueError as exc:
             raise ValueError(f"no usable lead: {exc}") from None
         self.lead = lead_names[self._leads[0]]
-        self._stream = PatientStream(fs, model.preprocess, start_sample=start_sample)
-        self._monitor = RhythmMonitor(device_id, AlarmConfig())
+        self._stream = PatientStream(fs, model.preprocess, start_sample=start_sample, rhythm=True)
+        self._monitor = RhythmMonitor(device_id, AlarmConfig(), fs=fs)
         self._next_sample = start_sample
         self._last_beat: int | None = None
         # unix time of sample 0: results carry wall-clock times, like the server's
@@ -81,6 +81,9 @@ class EdgeRunner:
     ) -> tuple[list[BeatResult], list[AlarmEvent]]:
         beats: list[BeatResult] = []
         alarms: list[AlarmEvent] = []
+        for tick in self._stream.pop_ticks():  # silence and VF need no beat; before the beats
+            raised = self._monitor.observe(tick, self._origin + tick.sample / self.fs)
+            alarms += [AlarmEvent(a, self.patient_id, self.model.version) for a in raised]
         if detected:
             started = time.perf_counter()
             proba = self.model.predict_proba(
@@ -108,12 +111,12 @@ class EdgeRunner:
                         rr_prev_s=rr_prev,
                     )
                 )
-                for alarm in self._monitor.add(ClassifiedBeat(sample, time_s, str(label), rr_prev)):
-                    alarms.append(AlarmEvent(alarm, self.patient_id, self.model.version))
-                    # the alarm is raised here, on the device, whether or not a network exists
-                    log.warning(
-                        "ALARM %s %s at sample %d", alarm.severity, alarm.kind, alarm.start_sample
-                    )
+                raised = self._monitor.add(ClassifiedBeat(sample, time_s, str(label), rr_prev))
+                alarms += [AlarmEvent(a, self.patient_id, self.model.version) for a in raised]
+        for event in alarms:
+            # the alarm is raised here, on the device, whether or not a network exists
+            alarm = event.alarm
+            log.warning("ALARM %s %s at sample %d", alarm.severity, alarm.kind, alarm.start_sample)
         self.stats.beats += len(beats)
         self.stats.alarms += len(alarms)
         for b in beats:

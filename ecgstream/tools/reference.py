@@ -47,12 +47,14 @@ def offline_reference(
             chunk = device_chunk(device, record, tick, size, 0.0)
             messages.append(InputMessage(0, tick, None, encode_chunk(chunk), 0))
         ingested = processor.ingest(messages)
-        if not ingested.beats:
-            continue
-        windows = np.stack([b.window for b in ingested.beats])
-        rr = np.stack([b.rr for b in ingested.beats])
+        if ingested.beats:
+            windows = np.stack([b.window for b in ingested.beats])
+            rr = np.stack([b.rr for b in ingested.beats])
+            probabilities = model.predict_proba(windows, rr)
+        else:
+            probabilities = np.zeros((0, len(model.classes)), np.float32)
         results, events = processor.complete(
-            ingested.beats, model.predict_proba(windows, rr), model.classes, model.version, 0
+            ingested.beats, probabilities, model.classes, model.version, 0, ingested.ticks
         )
         beats.update({(r.device_id, r.sample): r.label for r in results})
         alarms.update(e.alarm.alarm_id for e in events)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ecgstream.alarms import AlarmConfig, ClassifiedBeat, RhythmMonitor
+from ecgstream.rhythm.ticks import RhythmTick
 
 FS = 360.0
 
@@ -18,7 +21,7 @@ def _beats(labels: str, rr_s: list[float] | float) -> list[ClassifiedBeat]:
 
 
 def _run(beats: list[ClassifiedBeat], config: AlarmConfig | None = None) -> list:
-    monitor = RhythmMonitor("bed-1", config)
+    monitor = RhythmMonitor("bed-1", config, fs=FS)
     return [alarm for beat in beats for alarm in monitor.add(beat)]
 
 
@@ -51,16 +54,64 @@ def test_tachycardia() -> None:
     rr = [0.8] * 10 + [0.4] * 20
     alarms = [a for a in _run(_beats("N" * len(rr), rr)) if a.kind == "tachy"]
     assert len(alarms) == 1
+    assert alarms[0].severity == "low"  # IEC 60601-1-8: rate limits are low priority
+
+
+def _ticks(silent_since: int, until_s: float, step_s: float = 0.25) -> list[RhythmTick]:
+    """The clock of a stream whose last QRS was at `silent_since` (no VF measures)."""
+    ticks, t = [], silent_since / FS + step_s
+    while t <= until_s:
+        ticks.append(RhythmTick(round(t * FS), silent_since, t - silent_since / FS, None, False))
+        t += step_s
+    return ticks
+
+
+def test_pause_then_asystole_from_the_clock_without_a_next_beat() -> None:
+    monitor = RhythmMonitor("bed-1", fs=FS)
+    last_qrs = round(100.0 * FS)
+    raised = [a for t in _ticks(last_qrs, 106.0) for a in monitor.observe(t, t.sample / FS)]
+    assert [a.kind for a in raised] == ["pause", "asystole"]
+    pause, asystole = raised
+    assert pause.severity == "low" and asystole.severity == "high"
+    assert pause.start_sample == asystole.start_sample == last_qrs
+    assert asystole.raised_sample == round(104.0 * FS)  # at 4 s of silence, not at the next beat
+    assert pause.raised_sample == round(103.0 * FS)
+    # the same silence seen again (a replay) raises nothing new; a new one does
+    assert [a for t in _ticks(last_qrs, 106.0) for a in monitor.observe(t, 0.0)] == []
+    later = round(110.0 * FS)
+    assert [a.kind for t in _ticks(later, 115.0) for a in monitor.observe(t, 0.0)] == [
+        "pause",
+        "asystole",
+    ]
+
+
+def test_three_fast_s_beats_raise_svt() -> None:
+    beats = _beats("NNNNSSSSNNNN", 0.45)
+    alarms = [a for a in _run(beats) if a.kind == "svt"]
+    assert [a.start_sample for a in alarms] == [beats[4].sample]
     assert alarms[0].severity == "medium"
 
 
-def test_a_pause_over_three_seconds() -> None:
-    rr = [0.8] * 5 + [3.5] + [0.8] * 5 + [2.9] + [0.8] * 3
+def test_irregular_rhythm_raises_afib_and_ends_it() -> None:
+    rng = np.random.default_rng(3)
+    regular = [0.8] * 40
+    irregular = [float(x) for x in 0.5 + 0.6 * rng.random(80)]  # as AF: no two alike
+    rr = regular + irregular + regular * 2
+    monitor = RhythmMonitor("bed-1", fs=FS)
     beats = _beats("N" * len(rr), rr)
-    alarms = [a for a in _run(beats) if a.kind == "pause"]
+    alarms = [a for b in beats for a in monitor.add(b) if a.kind == "afib"]
     assert len(alarms) == 1
-    assert alarms[0].start_sample == beats[4].sample  # the last beat before the pause
-    assert alarms[0].evidence["pause_s"] == 3.5
+    assert beats[40].sample <= alarms[0].start_sample <= beats[60].sample
+    assert alarms[0].severity == "medium"
+    ((_, end),) = monitor.af_episodes
+    assert end is not None and beats[120].sample < end < beats[-1].sample
+
+
+def test_ventricular_bigeminy_is_not_afib() -> None:
+    """Alternating short and long intervals are regular once the V beats' intervals are out."""
+    labels = "NV" * 80
+    rr = [0.6 if label == "V" else 1.0 for label in labels]
+    assert [a for a in _run(_beats(labels, rr)) if a.kind == "afib"] == []
 
 
 def test_pvc_burden_over_a_window() -> None:
