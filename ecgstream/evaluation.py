@@ -8,15 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgstream.alarms import Alarm, ClassifiedBeat, RhythmMonitor, replay_alarms
 from ecgstream.artifact import ModelArtifact
-from ecgstream.dataset import detect_beats
+from ecgstream.dataset import detect_beats_and_ticks
 from ecgstream.ec57 import RecordScore, score_record
 from ecgstream.records import (
     load_excluded_intervals,
     load_record,
     load_reference_beats,
+    load_rhythm_notes,
     outside_intervals,
 )
+from ecgstream.rhythm.reference import Episode, reference_episodes
+from ecgstream.rhythm.scoring import AlarmScore, score_alarms
 from ecgstream.splits import PACED
 
 
@@ -32,6 +36,9 @@ class RecordResult:
     ref_labels: np.ndarray
     det_samples: np.ndarray
     det_labels: np.ndarray
+    alarms: list[Alarm]
+    reference_episodes: list[Episode]
+    alarm_score: AlarmScore
 
 
 def evaluate_record(
@@ -39,7 +46,7 @@ def evaluate_record(
 ) -> RecordResult:
     record = load_record(data_dir, name)
     reference = load_reference_beats(data_dir, name)
-    lead, beats = detect_beats(record, model.preprocess, chunk_samples)
+    lead, beats, ticks = detect_beats_and_ticks(record, model.preprocess, chunk_samples)
     det_samples = np.array([b.device_sample for b in beats], dtype=np.int64)
     if beats:
         windows = np.stack([b.features.window for b in beats])
@@ -60,6 +67,16 @@ def evaluate_record(
         det_labels[keep_det],
         score_classes=name not in PACED,
     )
+    monitor = RhythmMonitor(name, fs=record.fs)
+    alarms = replay_alarms(monitor, _classified(det_samples, det_labels, record.fs), ticks)
+    episodes = reference_episodes(
+        reference.samples,
+        reference.labels,
+        load_rhythm_notes(data_dir, name),
+        record.fs,
+        record.n_samples,
+    )
+    alarm_score = score_alarms(episodes, alarms, monitor.af_episodes, record.fs, record.n_samples)
     return RecordResult(
         score=score,
         fs=record.fs,
@@ -69,7 +86,20 @@ def evaluate_record(
         ref_labels=reference.labels,
         det_samples=det_samples,
         det_labels=det_labels,
+        alarms=alarms,
+        reference_episodes=episodes,
+        alarm_score=alarm_score,
     )
+
+
+def _classified(samples: np.ndarray, labels: np.ndarray, fs: float) -> list[ClassifiedBeat]:
+    """The beats as the stream's alarm rules see them (times from the record's start)."""
+    beats, previous = [], None
+    for sample, label in zip(samples.tolist(), labels.tolist(), strict=True):
+        rr = None if previous is None else (sample - previous) / fs
+        beats.append(ClassifiedBeat(sample, sample / fs, str(label), rr))
+        previous = sample
+    return beats
 
 
 def evaluate_records(

@@ -129,3 +129,16 @@ def outside_intervals(samples: np.ndarray, intervals: np.ndarray) -> np.ndarray:
     for start, end in intervals:
         keep &= (samples < start) | (samples > end)
     return keep
+
+
+def load_rhythm_notes(data_dir: Path, record: str, extension: str = "atr") -> list[tuple[int, str]]:
+    """The annotators' rhythm changes: (sample, note) of every `+` annotation, e.g. (VT."""
+    annotation = wfdb.rdann(str(data_dir / record), extension)
+    notes = [
+        (int(sample), (aux or "").strip("\x00").strip())
+        for sample, symbol, aux in zip(
+            annotation.sample, annotation.symbol, annotation.aux_note, strict=True
+        )
+        if symbol == "+"
+    ]
+    return sorted(notes)

@@ -96,11 +96,14 @@ def train(
 
 def _report(results: list, title: str, json_out: Path | None, plots: Path | None) -> dict:
     from ecgstream.ec57 import confusion_table, ec57_table, evaluation_report, merge_confusion
+    from ecgstream.rhythm.scoring import alarms_report, alarms_table
 
     scores = [r.score for r in results]
     report = evaluation_report(scores)
+    report["alarms"] = alarms_report(r.alarm_score for r in results)
     console.print(ec57_table(scores, title))
     console.print(confusion_table(merge_confusion(s for s in scores if s.score_classes)))
+    console.print(alarms_table(report["alarms"], f"Rhythm alarms, {title}"))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
@@ -187,6 +190,7 @@ def crossval(
     """Leave-patients-out cross-validation of a training recipe, scored per EC57, with each
     fold's figures and bootstrap intervals over patients."""
     from ecgstream.evidence import crossval_report, intervals_table
+    from ecgstream.rhythm.scoring import alarms_report
     from ecgstream.trainer import cross_validate
 
     chosen = _recipe(recipe)
@@ -206,6 +210,7 @@ def crossval(
         progress.update(task, completed=folds)
     _report(outcome.results, f"EC57, {folds}-fold leave-patients-out, {chosen.name}", None, plots)
     report = crossval_report([[r.score for r in fold] for fold in outcome.folds], outcome.notes)
+    report["alarms"] = alarms_report(r.alarm_score for r in outcome.results)
     report["recipe"] = {"name": chosen.name, "summary": chosen.summary, "seed": seed}
     console.print(intervals_table(report))
     if json_out is not None:

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from ecgstream.alarms import CLINICAL_KINDS
 from ecgstream.cli.app import expand_multi_value_options
 
 ECGSTREAM = str(Path(sys.executable).with_name("ecgstream"))
@@ -33,7 +36,19 @@ def test_evaluate_writes_the_ec57_json_and_plots(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
-    assert set(report) == {"qrs", "classes", "macro_f1", "records"}
+    assert set(report) == {"qrs", "classes", "macro_f1", "records", "alarms"}
+    alarms = report["alarms"]
+    assert set(alarms) == {
+        "patient_hours", "alarms_per_hour", "false_alarms_per_hour", "ppv", "kinds", "afib",
+    }  # fmt: skip
+    assert alarms["patient_hours"] == pytest.approx(2 * 1805.56 / 3600, abs=0.01)
+    assert set(alarms["kinds"]) == set(CLINICAL_KINDS)
+    assert set(alarms["kinds"]["vtach"]) == {
+        "episodes", "detected", "se", "alarms", "true_alarms", "ppv", "delay_s_median",
+        "delay_s_max",
+    }  # fmt: skip
+    assert set(alarms["afib"]) == {"episode_se", "episode_ppv", "duration_se", "duration_ppv"}
+    assert "Rhythm alarms" in result.stdout
     assert set(report["classes"]) == {"N", "S", "V", "F"}
     assert set(report["records"]) == {"101", "102"}
     assert report["records"]["102"]["paced"] is True

@@ -153,3 +153,35 @@ def test_bench_edge_prints_the_contract_keys(tmp_path: Path, mitdb_dir: Path) ->
     assert 20 < result["peak_rss_mb"] < 500  # the runner's own process, not the bench's
     assert result["int8_model_bytes"] < result["fp32_model_bytes"]
     assert result["torch_ms_per_beat"] > 0  # the baseline of the same run
+
+
+def test_the_edge_the_rest_api_and_the_stream_raise_the_same_alarms(
+    bundle: Path, mitdb_dir: Path, tmp_path: Path
+) -> None:
+    """VF and VT in 207's first five minutes: one set of alarms in all three deployments."""
+    from ecgstream.artifact import load_artifact
+    from ecgstream.edge.bundle import load_edge_model
+    from ecgstream.edge.runner import EdgeRunner
+    from ecgstream.segment import classify_segment
+    from tests.unit.test_rhythm import _stream_alarms
+
+    record = load_record(mitdb_dir, "207").head(360 * 300)
+    artifact = load_artifact()
+    x = np.stack([record.lead(name) for name in record.lead_names])
+    rest = classify_segment(artifact, x, record.fs, record.lead_names)["alarms"]
+    from_rest = {(a["kind"], a["start_sample"], round(a["raised_time_s"] * 360)) for a in rest}
+    streamed = {
+        (a.kind, a.start_sample, a.raised_sample) for _, a in _stream_alarms(record, artifact, 1)
+    }
+    runner = EdgeRunner(
+        load_edge_model(bundle), Outbox(tmp_path / "o.sqlite"), "bed", "", record.fs,
+        record.lead_names, 0, 0.0,
+    )  # fmt: skip
+    edge = []
+    for begin in range(0, x.shape[1], 360):
+        edge += runner.push(x[:, begin : begin + 360])[1]
+    edge += runner.finish()[1]
+    from_edge = {(e.alarm.kind, e.alarm.start_sample, e.alarm.raised_sample) for e in edge}
+    assert {"vfib", "vtach"} <= {kind for kind, _, _ in from_rest}
+    # the segment ends where the others flush too: the same stretch, the same code
+    assert from_rest == streamed == from_edge
