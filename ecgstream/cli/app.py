@@ -75,6 +75,7 @@ def _register() -> None:
     app.command("train")(core_cmd.train)
     app.command("evaluate")(core_cmd.evaluate)
     app.command("crossval")(core_cmd.crossval)
+    app.command("noise-test")(core_cmd.noise_test)
     app.command("fuzz")(fuzz_cmd.fuzz)
     app.command("plan")(plan_cmd.plan)
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from ecgstream.cli.app import console, reports_errors
 from ecgstream.settings import load_settings
@@ -261,3 +262,79 @@ def _train_config(
     if class_weight_power is not None:
         changes["class_weight_power"] = class_weight_power
     return replace(chosen.train, **changes)
+
+
+@reports_errors
+def noise_test(
+    records: list[str] = typer.Option(["118", "119"], help="clean records (EC57 uses 118 119)"),
+    noise: list[str] = typer.Option(["ma", "bw"], help="noise records of the nstdb folder"),
+    snr: list[float] = typer.Option([24, 18, 12, 6, 0, -6], help="signal-to-noise ratios, dB"),
+    model: Path | None = typer.Option(None, help="model artifact (default: the shipped model)"),
+    data: Path | None = typer.Option(None, help="clean records (default: the configured data)"),
+    noise_dir: Path | None = typer.Option(None, help="nstdb folder (default: beside the data)"),
+    json_out: Path | None = typer.Option(None, "--json"),
+) -> None:
+    """The EC57 noise stress test: nstdb's 118e24...118e00 and records made from clean ones with
+    ma/bw noise at each SNR, through the streaming path: QRS Se/+P and false alarms per SNR."""
+    import tempfile
+
+    from ecgstream.artifact import load_artifact
+    from ecgstream.cli.data_cmd import _noise_dirs
+    from ecgstream.evaluation import evaluate_records
+    from ecgstream.noise_stress import noise_row, write_noise_stress
+
+    artifact = load_artifact(model)
+    clean_dir, nstdb = _noise_dirs(_data_dir(data), noise_dir)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ecgstream-nst-") as tmp, _progress() as progress:
+        made = [
+            m
+            for record in records
+            for name in noise
+            for m in write_noise_stress(clean_dir, record, nstdb, name, list(snr), Path(tmp))
+        ]
+        own = sorted(p.stem for p in nstdb.glob("118e*.hea"))
+        task = progress.add_task("records", total=len(made) + len(own) + len(records))
+        step = lambda r: progress.update(task, advance=1, description=r.score.record)  # noqa: E731
+        rows.append(noise_row(evaluate_records(artifact, clean_dir, records, step), "none", None))
+        for name in own:  # PhysioNet's own electrode-motion records
+            results = evaluate_records(artifact, nstdb, [name], step)
+            rows.append(noise_row(results, "em (nstdb)", float(name[4:].replace("_", "-"))))
+        for name in noise:
+            for level in snr:
+                chosen = [m.name for m in made if m.noise == name and m.snr_db == level]
+                rows.append(
+                    noise_row(evaluate_records(artifact, Path(tmp), chosen, step), name, level)
+                )
+    table = Table(title=f"EC57 noise stress test, model {artifact.version}")
+    for column in (
+        "noise",
+        "SNR dB",
+        "QRS Se %",
+        "QRS +P %",
+        "false lethal alarms / h",
+        "false alarms",
+    ):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["noise"],
+            "clean" if row["snr_db"] is None else f"{row['snr_db']:g}",
+            f"{100 * row['qrs']['se']:.2f}",
+            f"{100 * row['qrs']['ppv']:.2f}",
+            f"{row['false_lethal_alarms_per_hour']:.2f}",
+            ", ".join(f"{k} {v}" for k, v in row["false_alarms"].items()) or "-",
+        )
+    console.print(table)
+    if json_out is not None:
+        report = {
+            "model_version": artifact.version,
+            "clean_records": list(records),
+            "what": "QRS Se/+P (EC57 matching) and false alarms per SNR; made records: EC57 "
+            "method (noise in alternating 2-minute segments from minute 5, SNR = 10 log10 of "
+            "squared QRS peak-to-peak amplitude over noise mean square, per lead)",
+            "rows": rows,
+        }
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+        console.print(f"noise stress report written to {json_out}")
