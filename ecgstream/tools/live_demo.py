@@ -35,6 +35,7 @@ class DemoState:
     classes: dict[str, int] = field(default_factory=dict)
     alarms: list[tuple[str, str, str, str]] = field(default_factory=list)  # time, device, kind, sev
     alarm_count: int = 0
+    alarm_kinds: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, severity)
     dead_letters: int = 0
     lag: int = 0
     beats_per_s: float = 0.0
@@ -62,13 +63,22 @@ async def _poll(conn: asyncpg.Connection, prefix: str, state: DemoState) -> None
            ORDER BY inserted_at DESC LIMIT 6""",
         f"{prefix}-%",
     )
-    state.alarm_count = await conn.fetchval(
-        "SELECT count(*) FROM alarms WHERE device_id LIKE $1", f"{prefix}-%"
+    kinds = await conn.fetch(
+        """SELECT kind, severity, count(*) AS n FROM alarms WHERE device_id LIKE $1
+           GROUP BY kind, severity""",
+        f"{prefix}-%",
     )
+    state.alarm_kinds = {(r["kind"], r["severity"]): r["n"] for r in kinds}
+    state.alarm_count = sum(state.alarm_kinds.values())
     state.alarms = [
         (a["start_time"].strftime("%H:%M:%S"), a["device_id"], a["kind"], a["severity"])
         for a in alarms
     ]
+
+
+def _by_priority(item: tuple[tuple[str, str], int]) -> tuple[int, str]:
+    (kind, severity), _ = item
+    return ({"high": 0, "medium": 1, "low": 2}.get(severity, 3), kind)
 
 
 def _view(state: DemoState, devices: int, duration_s: float) -> Group:
@@ -98,7 +108,12 @@ def _view(state: DemoState, devices: int, duration_s: float) -> Group:
     for name in ("N", "S", "V", "F"):
         classes.add_column(name, justify="right")
     classes.add_row(*(str(state.classes.get(name, 0)) for name in ("N", "S", "V", "F")))
-    alarms = Table(title=f"latest alarms ({state.alarm_count} in all)", min_width=60)
+    by_kind = ", ".join(
+        f"{kind} {n}" for (kind, _), n in sorted(state.alarm_kinds.items(), key=_by_priority)
+    )
+    alarms = Table(
+        title=f"latest alarms ({state.alarm_count} in all: {by_kind or 'none yet'})", min_width=60
+    )
     for column in ("time", "device", "alarm", "severity"):
         alarms.add_column(column)
     for row in state.alarms:
@@ -241,12 +256,17 @@ async def write_report(
     finally:
         await conn.close()
     classes = ", ".join(f"{k}: {v}" for k, v in sorted(state.classes.items()))
+    kinds = ", ".join(
+        f"{kind} ({severity}) {n}"
+        for (kind, severity), n in sorted(state.alarm_kinds.items(), key=_by_priority)
+    )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>ecgstream demo</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}
 img{{width:100%;border:1px solid #ccc}} td,th{{padding:2px 10px;text-align:left}}</style></head>
 <body><h1>ecgstream demo run {html.escape(prefix)}</h1>
 <p>{len(stats.devices)} patients, {stats.chunks} chunks published in {stats.seconds:.0f} s;
-{state.beats} beats classified ({html.escape(classes)}); {state.alarm_count} alarms;
+{state.beats} beats classified ({html.escape(classes)}); {state.alarm_count} alarms
+({html.escape(kinds) or "none"});
 {state.dead_letters} malformed messages sent to the dead-letter topic.</p>
 {"".join(sections)}</body></html>"""
     path = out / "demo-report.html"

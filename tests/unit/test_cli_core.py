@@ -108,3 +108,20 @@ def test_crossval_then_train_with_its_figures_in_the_card(tmp_path: Path) -> Non
     assert card["metrics"]["crossval"]["classes"] == report["classes"]
     assert card["metrics"]["crossval"]["intervals"] == report["intervals"]
     assert card["data"]["source"] == Path(card["data"]["source"]).name  # no machine path
+
+
+def test_noise_test_scores_each_snr_and_nstdbs_own_records(tmp_path: Path) -> None:
+    out = tmp_path / "noise.json"
+    result = _run(
+        "noise-test", "--records", "119", "--noise", "ma", "--snr", "6", "--json", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["noise"], r["snr_db"]) for r in rows] == [
+        ("none", None), ("em (nstdb)", 0.0), ("em (nstdb)", 6.0), ("em (nstdb)", 12.0),
+        ("em (nstdb)", 24.0), ("ma", 6.0),
+    ]  # fmt: skip
+    clean, *_, noisy = rows
+    assert clean["qrs"]["se"] > 0.99 and noisy["records"] == ["119ma06"]
+    assert noisy["qrs"]["se"] < clean["qrs"]["se"] or noisy["qrs"]["ppv"] < clean["qrs"]["ppv"]
+    assert all(isinstance(r["false_lethal_alarms_per_hour"], float) for r in rows)
