@@ -16,6 +16,7 @@ the alarm needs both, held for several seconds, and no technical fault at the ti
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,40 @@ class VfEvidence:
     amplitude_mv: float  # 99th minus 1st percentile of the window
 
 
+@dataclass(frozen=True, eq=False)
+class _Constants:
+    """What depends only on the window's length: computed once (each second calls this)."""
+
+    t: np.ndarray  # centred sample index, for the linear detrend
+    t_norm: float
+    taper: np.ndarray
+    hann: np.ndarray
+    total: np.ndarray  # rfft bins in total_hz
+    band: np.ndarray  # rfft bins in band_hz
+    band_freqs: np.ndarray
+
+
+@functools.lru_cache(maxsize=8)
+def _constants(n: int, fs: float, config: VfConfig) -> _Constants:
+    t = np.arange(n) - (n - 1) / 2.0
+    taper = np.ones(n)
+    m = min(n // 2, round(config.taper_s * fs))
+    if m > 0:
+        ramp = 0.5 * (1 - np.cos(np.pi * np.arange(m) / m))
+        taper[:m], taper[n - m :] = ramp, ramp[::-1]
+    freqs = np.fft.rfftfreq(n, 1.0 / fs)
+    band = (freqs >= config.band_hz[0]) & (freqs <= config.band_hz[1])
+    return _Constants(
+        t=t,
+        t_norm=float(t @ t),
+        taper=taper,
+        hann=np.hanning(n),
+        total=(freqs >= config.total_hz[0]) & (freqs <= config.total_hz[1]),
+        band=band,
+        band_freqs=freqs[band],
+    )
+
+
 def vf_evidence(x_mv: np.ndarray, fs: float, config: VfConfig | None = None) -> VfEvidence:
     """The measures of one window of the detection lead (any length; `window_s` is the usual)."""
     c = config or VfConfig()
@@ -45,26 +80,23 @@ def vf_evidence(x_mv: np.ndarray, fs: float, config: VfConfig | None = None) -> 
     n = x.size
     if n < 8:
         return VfEvidence(0.0, 0.0, 0.0, 0.0)
-    t = np.arange(n)
-    x = x - np.polyval(np.polyfit(t, x, 1), t)  # wander out, without a filter's start-up
-    amplitude = float(np.percentile(x, 99) - np.percentile(x, 1))
-    taper = np.ones(n)
-    m = min(n // 2, round(c.taper_s * fs))
-    if m > 0:
-        ramp = 0.5 * (1 - np.cos(np.pi * np.arange(m) / m))
-        taper[:m], taper[n - m :] = ramp, ramp[::-1]
-    tapered = x * taper
-    peak = float(np.abs(tapered).max())
-    tcsc = float(np.mean(np.abs(tapered) > c.tcsc_level * peak)) if peak > 0 else 0.0
-    power = np.abs(np.fft.rfft(x * np.hanning(n))) ** 2
-    freqs = np.fft.rfftfreq(n, 1.0 / fs)
-    total = power[(freqs >= c.total_hz[0]) & (freqs <= c.total_hz[1])].sum()
-    band_mask = (freqs >= c.band_hz[0]) & (freqs <= c.band_hz[1])
-    band = power[band_mask].sum()
-    dominant = float(freqs[band_mask][np.argmax(power[band_mask])]) if band_mask.any() else 0.0
+    k = _constants(n, fs, c)
+    # least-squares line out (wander), without a filter's start-up
+    x = x - x.mean() - (k.t @ x) / k.t_norm * k.t
+    low, high = round(0.01 * (n - 1)), round(0.99 * (n - 1))
+    ordered = np.partition(x, (low, high))
+    amplitude = float(ordered[high] - ordered[low])
+    tapered = np.abs(x * k.taper)
+    peak = float(tapered.max())
+    tcsc = float(np.count_nonzero(tapered > c.tcsc_level * peak)) / n if peak > 0 else 0.0
+    spectrum = np.fft.rfft(x * k.hann)
+    power = spectrum.real**2 + spectrum.imag**2
+    total = float(power[k.total].sum())
+    in_band = power[k.band]
+    dominant = float(k.band_freqs[np.argmax(in_band)]) if in_band.size else 0.0
     return VfEvidence(
         tcsc=round(tcsc, 4),
-        concentration=round(float(band / total), 4) if total > 0 else 0.0,
+        concentration=round(float(in_band.sum()) / total, 4) if total > 0 else 0.0,
         dominant_hz=round(dominant, 3),
         amplitude_mv=round(amplitude, 4),
     )
