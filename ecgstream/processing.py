@@ -8,7 +8,7 @@ around it stays thin and this part is tested directly.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -271,6 +271,27 @@ class StreamProcessor:
                 )
             )
         return results, alarms
+
+    def complete_with(
+        self,
+        ingested: Ingested,
+        predict_proba: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        classes: Sequence[str],
+        model_version: str,
+        now_ms: float = 0.0,
+    ) -> tuple[list[BeatResult], list[AlarmEvent]]:
+        """`complete` for a caller that classifies in-process (offline references, benches):
+        one batch of the ingested beats through `predict_proba`, with the batch's ticks."""
+        if ingested.beats:
+            probabilities = predict_proba(
+                np.stack([b.window for b in ingested.beats]),
+                np.stack([b.rr for b in ingested.beats]),
+            )
+        else:
+            probabilities = np.zeros((0, len(classes)), np.float32)
+        return self.complete(
+            ingested.beats, probabilities, classes, model_version, now_ms, ingested.ticks
+        )
 
     # -- devices -----------------------------------------------------------------------------
 

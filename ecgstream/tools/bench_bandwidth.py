@@ -51,19 +51,15 @@ def bench_bandwidth(
             messages.append(InputMessage(0, tick, None, payload, 0))
         totals["seconds"] += ticks
         totals["raw"] += ticks * size * len(record.lead_names) * 2
-        ingested = processor.ingest(messages)
-        if ingested.beats:
-            windows = np.stack([b.window for b in ingested.beats])
-            rr = np.stack([b.rr for b in ingested.beats])
-            results, events = processor.complete(
-                ingested.beats, model.predict_proba(windows, rr), model.classes, model.version, 0
-            )
-            for beat in results:
-                totals["out"] += len(beat_message(beat, model.classes)) + len(device_id)
-            for event in events:
-                totals["out"] += len(alarm_message(event)) + len(device_id)
-            totals["beats"] += len(results)
-            totals["alarms"] += len(events)
+        results, events = processor.complete_with(
+            processor.ingest(messages), model.predict_proba, model.classes, model.version
+        )
+        for beat in results:
+            totals["out"] += len(beat_message(beat, model.classes)) + len(device_id)
+        for event in events:
+            totals["out"] += len(alarm_message(event)) + len(device_id)
+        totals["beats"] += len(results)
+        totals["alarms"] += len(events)
         request, response = _rest_segment(model, record, segment_s)
         rest_request.append(request)
         rest_response.append(response)

@@ -144,15 +144,12 @@ async def single_process(settings: Settings, workload: Workload, prefix: str) ->
                 for r in records
             ]
             consumed += len(messages)
-            ingested = processor.ingest(messages)
-            if ingested.beats:
-                windows = np.stack([b.window for b in ingested.beats])
-                rr = np.stack([b.rr for b in ingested.beats])
-                proba = model.predict_proba(windows, rr)
-            else:
-                proba = np.zeros((0, len(model.classes)), np.float32)
-            results, alarms = processor.complete(
-                ingested.beats, proba, model.classes, model.version, time.time() * 1000
+            results, alarms = processor.complete_with(
+                processor.ingest(messages),
+                model.predict_proba,
+                model.classes,
+                model.version,
+                time.time() * 1000,
             )
             await kafka_sink.write(results, alarms, [], model.classes)
             await pg_sink.write(results, alarms)

@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ecgstream.artifact import load_artifact
 from ecgstream.processing import InputMessage, StreamProcessor
 from ecgstream.records import load_record
@@ -46,15 +44,8 @@ def offline_reference(
                 break
             chunk = device_chunk(device, record, tick, size, 0.0)
             messages.append(InputMessage(0, tick, None, encode_chunk(chunk), 0))
-        ingested = processor.ingest(messages)
-        if ingested.beats:
-            windows = np.stack([b.window for b in ingested.beats])
-            rr = np.stack([b.rr for b in ingested.beats])
-            probabilities = model.predict_proba(windows, rr)
-        else:
-            probabilities = np.zeros((0, len(model.classes)), np.float32)
-        results, events = processor.complete(
-            ingested.beats, probabilities, model.classes, model.version, 0, ingested.ticks
+        results, events = processor.complete_with(
+            processor.ingest(messages), model.predict_proba, model.classes, model.version
         )
         beats.update({(r.device_id, r.sample): r.label for r in results})
         alarms.update(e.alarm.alarm_id for e in events)

@@ -48,10 +48,14 @@ def test_records_made_here_have_the_asked_snr_on_each_lead(
     mitdb_dir: Path, nstdb: Path, tmp_path: Path
 ) -> None:
     made = write_noise_stress(mitdb_dir, "119", nstdb, "ma", [6, -6], tmp_path)
-    assert [m.name for m in made] == ["119ma06", "119ma_6"] == [
-        record_name("119", "ma", 6),
-        record_name("119", "ma", -6),
-    ]
+    assert (
+        [m.name for m in made]
+        == ["119ma06", "119ma_6"]
+        == [
+            record_name("119", "ma", 6),
+            record_name("119", "ma", -6),
+        ]
+    )
     clean = load_record(mitdb_dir, "119")
     beats = load_reference_beats(mitdb_dir, "119").samples
     mask = noise_mask(clean.n_samples, clean.fs)

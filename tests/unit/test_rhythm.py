@@ -170,19 +170,10 @@ def _stream_alarms(record, model, batch_chunks: int, x_override=None) -> list:  
         messages.append(InputMessage(0, seq, b"bed-1", encode_chunk(chunk), 0))
         if len(messages) < batch_chunks and begin + 360 < n:
             continue
-        ingested = processor.ingest(messages)
+        _, events = processor.complete_with(
+            processor.ingest(messages), model.predict_proba, model.classes, model.version
+        )
         messages = []
-        proba = (
-            model.predict_proba(
-                np.stack([b.window for b in ingested.beats]),
-                np.stack([b.rr for b in ingested.beats]),
-            )
-            if ingested.beats
-            else np.zeros((0, len(model.classes)), np.float32)
-        )
-        _, events = processor.complete(
-            ingested.beats, proba, model.classes, model.version, 0, ingested.ticks
-        )
         raised += [(seq, e.alarm) for e in events]
     return raised
 
