@@ -101,6 +101,9 @@ class Alarm:
     raised_sample: int | None = None  # the stream position at which the rule fired
 
 
+EPISODES_KEPT = 1000
+
+
 class RhythmMonitor:
     """Per-device alarm state: feed beats in order with `add`, clock ticks with `observe`."""
 
@@ -124,14 +127,16 @@ class RhythmMonitor:
         self._af_active = False
         self._af_streak: list[ClassifiedBeat] = []
         self._af_calm = 0
-        self.af_episodes: list[tuple[int, int | None]] = []  # (start, end) samples, for scoring
+        # (start, end) samples of the latest episodes with a duration, for scoring and answers
+        self.af_episodes: deque[tuple[int, int | None]] = deque(maxlen=EPISODES_KEPT)
         self._silence_raised: dict[str, int | None] = {"pause": None, "asystole": None}
         self._vf_streak: list[RhythmTick] = []
         self._vf_active = False
         self._vf_calm = 0
-        self.vf_episodes: list[tuple[int, int | None]] = []
-        # positions of VF-like seconds, kept until no beat can still look back at them
-        self._vf_like: deque[int] = deque()
+        self.vf_episodes: deque[tuple[int, int | None]] = deque(maxlen=EPISODES_KEPT)
+        # positions of VF-like seconds, kept until no beat can still look back at them (a
+        # whole record's when its ticks are all judged first; bounded for a stream without beats)
+        self._vf_like: deque[int] = deque(maxlen=86_400)
         self.subsumed = 0  # beat alarms not raised: VF-like signal, or SVT inside AF
 
     # -- beats -------------------------------------------------------------------------------

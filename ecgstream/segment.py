@@ -84,7 +84,7 @@ def segment_result(
             }
         )
     raised = replay_alarms(monitor, classified, beats.ticks)
-    ends = {start: end for start, end in monitor.af_episodes + monitor.vf_episodes}
+    ends = {start: end for start, end in [*monitor.af_episodes, *monitor.vf_episodes]}
     alarms = [
         {
             "kind": alarm.kind,
