@@ -22,6 +22,7 @@ import numpy as np
 import wfdb
 
 from ecgstream.records import EcgRecord, load_record, load_reference_beats
+from ecgstream.signal.units import adc_to_millivolts
 
 CLEAN_S = 300.0  # the first 5 minutes stay clean
 SEGMENT_S = 120.0  # then noise and clean alternate every 2 minutes
@@ -66,18 +67,19 @@ def snr_db(x_mv: np.ndarray, noise_mv: np.ndarray, beats: np.ndarray, fs: float)
     return 10.0 * np.log10(signal_power / noise_power)
 
 
-def _millivolts(record: EcgRecord) -> np.ndarray:
-    gain = np.asarray(record.adc_gain)[:, None]
-    base = np.asarray(record.adc_baseline)[:, None]
-    return (record.digital.astype(np.float64) - base) / gain
+def millivolts(record: EcgRecord) -> np.ndarray:
+    """All leads in millivolts, by the project's one conversion (float64 for the arithmetic)."""
+    return adc_to_millivolts(record.digital, record.adc_gain, record.adc_baseline).astype(
+        np.float64
+    )
 
 
 def add_noise(record: EcgRecord, noise: EcgRecord, beats: np.ndarray, snr: float) -> EcgRecord:
     """`record` with `noise` (same sampling rate) at `snr` dB on each lead, EC57 segments."""
     if noise.fs != record.fs:
         raise ValueError(f"noise at {noise.fs} Hz, record at {record.fs} Hz")
-    clean = _millivolts(record)
-    raw_noise = _millivolts(noise)
+    clean = millivolts(record)
+    raw_noise = millivolts(noise)
     n = record.n_samples
     if raw_noise.shape[1] < n:
         raw_noise = np.tile(raw_noise, (1, -(-n // raw_noise.shape[1])))

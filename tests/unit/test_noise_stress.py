@@ -8,13 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgstream.noise_stress import noise_mask, record_name, snr_db, write_noise_stress
+from ecgstream.noise_stress import millivolts, noise_mask, record_name, snr_db, write_noise_stress
 from ecgstream.records import load_record, load_reference_beats
-
-
-def _mv(record) -> np.ndarray:  # type: ignore[no-untyped-def]
-    gain = np.asarray(record.adc_gain)[:, None]
-    return (record.digital.astype(np.float64) - np.asarray(record.adc_baseline)[:, None]) / gain
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +30,7 @@ def test_the_snr_of_physionets_own_records_comes_back(
     # nst wrote its records with a different ADC baseline (1024 counts): compare digital values
     added = (noisy.digital.astype(np.float64) + 1024 - clean.digital) / 200.0
     v1 = clean.lead_names.index("V1")
-    measured = snr_db(_mv(clean)[v1], added[v1][mask], beats, clean.fs)
+    measured = snr_db(millivolts(clean)[v1], added[v1][mask], beats, clean.fs)
     assert measured == pytest.approx(nominal, abs=1.0)
     # outside the noise segments nst left the signal as it was, up to an offset per segment
     edges = np.flatnonzero(np.diff(mask.astype(int))) + 1
@@ -61,10 +56,10 @@ def test_records_made_here_have_the_asked_snr_on_each_lead(
     mask = noise_mask(clean.n_samples, clean.fs)
     for item in made:
         noisy = load_record(tmp_path, item.name)
-        added = _mv(noisy) - _mv(clean)
+        added = millivolts(noisy) - millivolts(clean)
         assert np.abs(added[:, ~mask]).max() == 0.0
         for lead in range(2):
-            measured = snr_db(_mv(clean)[lead], added[lead][mask], beats, clean.fs)
+            measured = snr_db(millivolts(clean)[lead], added[lead][mask], beats, clean.fs)
             assert measured == pytest.approx(item.snr_db, abs=0.2)
         reference = load_reference_beats(tmp_path, item.name)
         assert np.array_equal(reference.samples, beats)
