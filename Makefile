@@ -3,17 +3,18 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-fast lint setup system venv down clean
+.PHONY: demo test test-all lint setup system venv down clean
 
 demo: setup
 	$(VENV)/bin/ecgstream demo
 
+# every test but the long repetitions marked `slow`; every integration path is covered once
 test: setup lint
-	$(PY) -m pytest
-
-# skips the slow soak/chaos runs; every integration path is still covered once
-test-fast: setup lint
 	$(PY) -m pytest -m "not slow"
+
+# everything, the slow repetitions too (whole-DS1 parity, long soak and chaos runs)
+test-all: setup lint
+	$(PY) -m pytest
 
 lint: setup
 	$(PY) -m ruff check .
