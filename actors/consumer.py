@@ -43,12 +43,13 @@ from ecgstream.monitoring.fleet import BeatSummary
 from ecgstream.monitoring.metrics import ConsumerReport
 from ecgstream.processing import (
     InputMessage,
+    PendingAlarm,
     PendingBeat,
     PendingTick,
     StreamProcessor,
-    WindowStats,
 )
 from ecgstream.settings import Settings
+from ecgstream.signal.chunk_stats import WindowStats
 
 log = logging.getLogger("ecgstream.consumer")
 
@@ -70,6 +71,7 @@ class WriteJob:
     duplicates: int
     windows: list[WindowStats]
     ticks: list[PendingTick] = field(default_factory=list)
+    technical: list[PendingAlarm] = field(default_factory=list)  # sensor faults, with the beats
 
 
 @ray.remote(num_cpus=0.5, max_restarts=0)
@@ -267,6 +269,7 @@ class ConsumerActor:
                 ingested.duplicates,
                 ingested.windows,
                 ingested.ticks,
+                ingested.technical,
             )
         )
 
@@ -298,9 +301,11 @@ class ConsumerActor:
         else:
             probabilities = np.zeros((0, len(MODEL_CLASSES)), np.float32)
             classes, version = MODEL_CLASSES, ""
+        inhibited = self._processor.inhibited
         beats, alarms = self._processor.complete(
-            pending, probabilities, classes, version, time.time() * 1000, job.ticks
+            pending, probabilities, classes, version, time.time() * 1000, job.ticks, job.technical
         )
+        inhibited = self._processor.inhibited - inhibited
         letters = job.letters
         if not self._lane.raises_alarms:
             # a candidate's opinion never reaches a nurse; production dead-letters bad input
@@ -318,7 +323,7 @@ class ConsumerActor:
         self._stats["batches"] += 1
         self._stats["chunks"] += job.chunks
         self._stats["beats"] += len(beats)
-        self._stats["alarms"] += len(alarms)
+        self._stats["alarms"] += sum(not e.is_end for e in alarms)
         self._stats["dead_letters"] += len(job.letters)
         self._stats["duplicates"] += job.duplicates
         self._recent.append((time.monotonic(), len(beats)))
@@ -334,11 +339,11 @@ class ConsumerActor:
                 stream_time=np.array([b.time_s for b in beats]),
             )
         await self._send_to_monitor(
-            job.windows, summary, await self._report(job, beats, alarms, served)
+            job.windows, summary, await self._report(job, beats, alarms, served, inhibited)
         )
 
     async def _report(
-        self, job: WriteJob, beats: list, alarms: list, served: int
+        self, job: WriteJob, beats: list, alarms: list, served: int, inhibited: int
     ) -> ConsumerReport:
         """This batch's counters for the monitor's metrics (lag every LAG_REPORT_S)."""
         retries = self._stats["retries"]
@@ -349,8 +354,12 @@ class ConsumerActor:
             beats_by_class=Counter(b.label for b in beats),
             latencies_s=[b.latency_ms / 1000 for b in beats],
             dead_letters_by_reason=Counter(letter.reason for letter, _ in job.letters),
-            alarms_by_kind=Counter((e.alarm.kind, e.alarm.category) for e in alarms),
+            alarms_by_kind=Counter(
+                (e.alarm.kind, e.alarm.category) for e in alarms if not e.is_end
+            ),
             serve_batch_sizes=[served] if served else [],
+            alarms_inhibited=inhibited,
+            unanalysable_beats=sum(b.signal_fault is not None for b in beats),
         )
         self._reported_retries = retries
         if time.monotonic() - self._lag_reported_at >= LAG_REPORT_S:

@@ -3,15 +3,13 @@
 Consumers send it, once per batch and at most one call in flight, the batch's chunk statistics,
 a columnar summary of its classified beats and its counters. The analysis is
 `ecgstream.monitoring.FleetMonitor` (pure logic, shared with `bench drift`); this actor adds the
-Prometheus exporter (prometheus-client on `settings.prometheus.metrics_port`) and writes the
-technical alarms it raises (sensor faults, `kind=technical`) to `ecg.alerts` and PostgreSQL with
-the same idempotent sinks as the clinical alarms.
+Prometheus exporter (prometheus-client on `settings.prometheus.metrics_port`). Sensor faults are
+judged by the consumers in the stream path and their technical alarms written with the beats;
+the monitor counts them and how many devices are in each fault.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -21,7 +19,6 @@ from typing import Any
 import ray
 
 from ecgstream.artifact import load_artifact
-from ecgstream.messages import AlarmEvent
 from ecgstream.monitoring.fleet import BeatSummary, FleetMonitor
 from ecgstream.monitoring.metrics import ConsumerReport, MonitorMetrics
 from ecgstream.processing import WindowStats
@@ -30,7 +27,6 @@ from ecgstream.settings import Settings
 log = logging.getLogger("ecgstream.monitor")
 
 MONITOR_NAME = "ecgstream-monitor"
-ALARM_RETRY_S = 2.0
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -43,12 +39,10 @@ class MonitorActor:
         self._fleet = FleetMonitor(artifact.reference)
         self._metrics = MonitorMetrics(artifact.classes)
         self._received_per_device: dict[str, int] = defaultdict(int)
-        self._patients: dict[str, str] = {}
-        self._technical: list[AlarmEvent] = []
         self._raised: list[dict[str, Any]] = []  # recent technical alarms and drift changes
         self._last_ms = 0.0
+        self._inhibited = 0  # arrhythmia alarms the consumers held back (unanalysable ECG)
         self._metrics_error: str | None = None
-        self._writer: asyncio.Task | None = None
         self._serve_metrics()
 
     def _serve_metrics(self) -> None:
@@ -75,58 +69,21 @@ class MonitorActor:
         raised = self._fleet.observe_windows(windows)
         for w in windows:
             self._received_per_device[w.device_id] += 1
-            if w.patient_id:
-                self._patients[w.device_id] = w.patient_id
         changes = self._fleet.observe_beats(beats) if beats is not None else []
         if report is not None:
             self._metrics.record(report, now)
-        self._metrics.record_fleet(self._fleet, len(windows), [a.evidence["fault"] for a in raised])
-        for alarm in raised:
-            self._technical.append(
-                AlarmEvent(alarm, self._patients.get(alarm.device_id, ""), self._model_version)
-            )
-            self._remember({"alarm_id": alarm.alarm_id, "fault": alarm.evidence["fault"]})
+            self._inhibited += report.alarms_inhibited
+        self._metrics.record_fleet(self._fleet, len(windows), raised)
+        for fault in raised:
+            self._remember({"fault": fault})
         for change in changes:
             self._remember(change)
-        if self._technical and (self._writer is None or self._writer.done()):
-            self._writer = asyncio.create_task(self._write_technical())
         self._last_ms = now * 1000
         return self._fleet.windows
 
     def _remember(self, item: dict[str, Any]) -> None:
         self._raised.append({"at": time.strftime("%H:%M:%S"), **item})
         del self._raised[:-50]
-
-    async def _write_technical(self) -> None:
-        """Send pending technical alarms to Kafka and PostgreSQL, retrying until both took
-        them (alarm ids make a repeat harmless)."""
-        import asyncpg
-
-        from ecgstream.io.kafka import make_producer
-        from ecgstream.io.sinks import KafkaSink, PostgresSink
-
-        if self._settings is None:
-            self._technical.clear()
-            return
-        while self._technical:
-            batch = list(self._technical)
-            try:
-                producer = make_producer(self._settings)
-                await producer.start()
-                pool = await asyncpg.create_pool(
-                    self._settings.postgres_dsn("sink"), min_size=1, max_size=1
-                )
-                try:
-                    await KafkaSink(self._settings, producer).write([], batch, [], self._classes)
-                    await PostgresSink(pool).write([], batch)
-                finally:
-                    with contextlib.suppress(Exception):
-                        await producer.stop()
-                    await pool.close()
-                del self._technical[: len(batch)]
-            except Exception as exc:
-                log.warning("technical alarms not written yet (%s)", type(exc).__name__)
-                await asyncio.sleep(ALARM_RETRY_S)
 
     def use_model(self, model_dir: str | None) -> str:
         """After a promotion: judge drift against the new model's reference distributions
@@ -143,7 +100,7 @@ class MonitorActor:
             "windows_received": self._fleet.windows,
             "last_received_ms": self._last_ms,
             "metrics_error": self._metrics_error,
-            "pending_technical_alarms": len(self._technical),
+            "alarms_inhibited": self._inhibited,
             "recent": self._raised[-10:],
             **self._fleet.summary(),
         }

@@ -101,7 +101,16 @@ class Alarm:
     raised_sample: int | None = None  # the stream position at which the rule fired
 
 
+@dataclass(frozen=True)
+class EpisodeEnd:
+    """An episode with a duration (AF, VF) ended: `alarm` is the alarm that opened it."""
+
+    alarm: Alarm
+    end_sample: int
+
+
 EPISODES_KEPT = 1000
+DURATION_KINDS = ("afib", "vfib")  # episodes whose end is published too
 
 
 class RhythmMonitor:
@@ -138,12 +147,63 @@ class RhythmMonitor:
         # whole record's when its ticks are all judged first; bounded for a stream without beats)
         self._vf_like: deque[int] = deque(maxlen=86_400)
         self.subsumed = 0  # beat alarms not raised: VF-like signal, or SVT inside AF
+        # the signal's analysability: (first sample, inhibiting fault or None) at each change
+        self._signal: deque[tuple[int, str | None]] = deque(maxlen=EPISODES_KEPT)
+        self.inhibited = 0  # arrhythmia alarms not raised: the signal could not be analysed
+        self._open: dict[str, Alarm] = {}  # the raised alarm of each ongoing AF/VF episode
+        self._ended: deque[EpisodeEnd] = deque(maxlen=EPISODES_KEPT)
+        self.inhibitions: deque[tuple[int, int | None, str]] = deque(maxlen=EPISODES_KEPT)
+
+    # -- signal quality ----------------------------------------------------------------------
+
+    def mark_signal(self, sample: int, fault: str | None) -> None:
+        """From `sample` on, the signal is unanalysable because of `fault` (None: analysable).
+        Marks are positions, so beats and ticks judged later (or earlier) read the same."""
+        current = self._signal[-1][1] if self._signal else None
+        if fault == current:
+            return
+        self._signal.append((sample, fault))
+        if current is not None:  # an inhibition ends (or turns into another fault's)
+            start, _, name = self.inhibitions[-1]
+            self.inhibitions[-1] = (start, sample, name)
+        if fault is not None:
+            self.inhibitions.append((sample, None, fault))
+
+    def fault_at(self, sample: int) -> str | None:
+        """The inhibiting fault at a stream position (None: the signal was analysable)."""
+        for start, fault in reversed(self._signal):
+            if start <= sample:
+                return fault
+        return None
+
+    def _emit(self, alarms: list[Alarm], sample: int) -> list[Alarm]:
+        """The alarms a rule raised at `sample`, unless the signal there was unanalysable."""
+        if alarms and self.fault_at(sample) is not None:
+            self.inhibited += len(alarms)
+            return []
+        for alarm in alarms:  # raised: its episode's end will be published too
+            if alarm.kind in DURATION_KINDS:
+                self._open[alarm.kind] = alarm
+        return alarms
+
+    def _end(self, kind: str, sample: int) -> None:
+        opened = self._open.pop(kind, None)
+        if opened is not None:  # an episode whose alarm was subsumed or inhibited ends unseen
+            self._ended.append(EpisodeEnd(opened, sample))
+
+    def pop_ended(self) -> list[EpisodeEnd]:
+        """The AF/VF episodes (of raised alarms) that ended since the last call."""
+        ended = list(self._ended)
+        self._ended.clear()
+        return ended
 
     # -- beats -------------------------------------------------------------------------------
 
     def add(self, beat: ClassifiedBeat) -> list[Alarm]:
         """A classified beat; every beat whose position the clock has passed (`observe` the
-        ticks up to it first: the stream's ticks always run ahead of its beats)."""
+        ticks up to it first: the stream's ticks always run ahead of its beats, and
+        `mark_signal` the signal's quality up to it). An episode whose alarm fell in an
+        unanalysable stretch is counted in `inhibited` and not raised later."""
         in_af = self._af_active
         alarms = self._run(beat, "V", "vtach")
         svt = self._run(beat, "S", "svt")
@@ -164,7 +224,7 @@ class RhythmMonitor:
         if alarms and any(s <= beat.sample for s in self._vf_like):
             self.subsumed += len(alarms)
             return []
-        return alarms
+        return self._emit(alarms, beat.sample)
 
     def _run(self, beat: ClassifiedBeat, label: str, kind: str) -> list[Alarm]:
         c = self.config
@@ -228,6 +288,7 @@ class RhythmMonitor:
         if self._af_calm >= c.af_beats:
             self._af_active = False
             self.af_episodes[-1] = (self.af_episodes[-1][0], beat.sample)
+            self._end("afib", beat.sample)
         return []
 
     def _rate(self, beat: ClassifiedBeat) -> list[Alarm]:
@@ -292,7 +353,7 @@ class RhythmMonitor:
                 )
         if tick.vf is not None:
             alarms += self._vfib(tick, tick_time_s)
-        return alarms
+        return self._emit(alarms, tick.sample)
 
     def _vfib(self, tick: RhythmTick, tick_time_s: float) -> list[Alarm]:
         c, vf = self.config, tick.vf
@@ -309,6 +370,7 @@ class RhythmMonitor:
             if self._vf_calm >= c.vf_ticks:
                 self._vf_active = False
                 self.vf_episodes[-1] = (self.vf_episodes[-1][0], tick.sample)
+                self._end("vfib", tick.sample)
             return []
         self._vf_streak = [*self._vf_streak, tick] if present else []
         if len(self._vf_streak) < c.vf_ticks:

@@ -70,13 +70,19 @@ class BeatOut(BaseModel):
     time_s: float
     label: str = Field(description="AAMI class: N, S, V or F")
     probabilities: Probabilities
+    signal_fault: str | None = Field(
+        default=None,
+        description="lead_off, clipping or noise when the ECG was unanalysable here (no "
+        "arrhythmia alarm is raised there); null when analysable",
+    )
 
 
 class AlarmOut(BaseModel):
     kind: str = Field(
         description="asystole, vfib, vtach (high); afib, svt (medium); brady, tachy, pause, "
-        "pvc_burden (low)"
+        "pvc_burden (low); technical (a sensor fault, named in evidence.fault)"
     )
+    category: str = Field(default="clinical", description="clinical or technical")
     severity: str = Field(description="IEC 60601-1-8 priority: high, medium or low")
     priority: str = Field(description="the same as severity")
     start_sample: int = Field(description="first sample of the evidence (the episode's start)")

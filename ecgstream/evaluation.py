@@ -12,6 +12,7 @@ from ecgstream.alarms import Alarm, ClassifiedBeat, RhythmMonitor, replay_alarms
 from ecgstream.artifact import ModelArtifact
 from ecgstream.dataset import detect_beats_and_ticks
 from ecgstream.ec57 import RecordScore, score_record
+from ecgstream.monitoring.signal_quality import judge_signal, mark_monitor
 from ecgstream.records import (
     load_excluded_intervals,
     load_record,
@@ -68,7 +69,11 @@ def evaluate_record(
         score_classes=name not in PACED,
     )
     monitor = RhythmMonitor(name, fs=record.fs)
+    # the stream judges a device's signal quality per chunk (1 s) before its beats and ticks
+    judged, technical = judge_signal(name, record.lead(lead), record.fs, lead)
+    mark_monitor(monitor, judged)
     alarms = replay_alarms(monitor, _classified(det_samples, det_labels, record.fs), ticks)
+    alarms = sorted([*technical, *alarms], key=lambda a: a.raised_sample or a.start_sample)
     episodes = reference_episodes(
         reference.samples,
         reference.labels,
@@ -76,7 +81,15 @@ def evaluate_record(
         record.fs,
         record.n_samples,
     )
-    alarm_score = score_alarms(episodes, alarms, monitor.af_episodes, record.fs, record.n_samples)
+    alarm_score = score_alarms(
+        episodes,
+        alarms,
+        monitor.af_episodes,
+        record.fs,
+        record.n_samples,
+        inhibitions=monitor.inhibitions,
+        inhibited=monitor.inhibited,
+    )
     return RecordResult(
         score=score,
         fs=record.fs,

@@ -25,6 +25,7 @@ class BeatResult:
     model_version: str
     latency_ms: float
     rr_prev_s: float | None
+    signal_fault: str | None = None  # an inhibiting sensor fault: the beat is not analysable
 
     @property
     def beat_id(self) -> str:
@@ -33,9 +34,17 @@ class BeatResult:
 
 @dataclass(frozen=True)
 class AlarmEvent:
+    """An alarm raised, or (with `ended_sample`) the end of the AF/VF episode it opened."""
+
     alarm: Alarm
     patient_id: str
     model_version: str
+    ended_sample: int | None = None
+    ended_time: float | None = None  # unix time of the end
+
+    @property
+    def is_end(self) -> bool:
+        return self.ended_sample is not None
 
 
 def beat_message(beat: BeatResult, classes: Sequence[str]) -> bytes:
@@ -51,6 +60,8 @@ def beat_message(beat: BeatResult, classes: Sequence[str]) -> bytes:
             "model_version": beat.model_version,
             "latency_ms": round(beat.latency_ms, 1),
             "rr_prev_s": None if beat.rr_prev_s is None else round(beat.rr_prev_s, 4),
+            "analysable": beat.signal_fault is None,
+            "signal_fault": beat.signal_fault,
         },
         separators=(",", ":"),
     ).encode()
@@ -71,6 +82,10 @@ def alarm_message(event: AlarmEvent) -> bytes:
             "evidence": alarm.evidence,
             "fault": alarm.evidence.get("fault") if alarm.category == "technical" else None,
             "model_version": event.model_version,
+            # the same alarm id twice: "raised", then (AF, VF) "ended" with the episode's end
+            "event": "ended" if event.is_end else "raised",
+            "end_sample": event.ended_sample,
+            "end_time": None if event.ended_time is None else round(event.ended_time, 4),
         },
         separators=(",", ":"),
     ).encode()

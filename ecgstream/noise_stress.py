@@ -168,4 +168,10 @@ def noise_row(results: list, noise: str, snr: float | None) -> dict:
         "false_lethal_alarms": lethal,
         "false_lethal_alarms_per_hour": round(lethal / hours, 3) if hours else None,
         "false_alarms": {k: v for k, v in false.items() if v},
+        # the signal-quality inhibition: the share of the time judged unanalysable, and the
+        # arrhythmia alarms held back there (they are in neither count above)
+        "unanalysable_share": round(alarms["technical"]["unanalysable_s"] / (hours * 3600), 4)
+        if hours
+        else None,
+        "inhibited_alarms": alarms["technical"]["inhibited_alarms"],
     }

@@ -7,16 +7,18 @@ around it stays thin and this part is tested directly.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
-from ecgstream.alarms import AlarmConfig, ClassifiedBeat, RhythmMonitor
+from ecgstream.alarms import Alarm, AlarmConfig, ClassifiedBeat, RhythmMonitor
 from ecgstream.errors import RejectReason, WireFormatError
 from ecgstream.messages import AlarmEvent, BeatResult
+from ecgstream.monitoring.signal_quality import DeviceQuality, QualityConfig, inhibiting_fault
 from ecgstream.rhythm.ticks import RhythmTick
+from ecgstream.signal.chunk_stats import WindowStats, chunk_stats
 from ecgstream.stream import PatientStream, PreprocessConfig, choose_leads
 from ecgstream.wire import EcgChunk, decode_chunk
 
@@ -52,6 +54,15 @@ class PendingBeat:
     rr: np.ndarray
     published_ms: int
     replay: bool
+    signal_fault: str | None = None  # the signal could not be analysed here (see quality)
+
+
+@dataclass(frozen=True)
+class PendingAlarm:
+    """A technical alarm (sensor fault) raised by a chunk, written with the batch's beats."""
+
+    alarm: Alarm
+    patient_id: str
 
 
 @dataclass(frozen=True)
@@ -73,66 +84,24 @@ class _Device:
     lead: str
     stream: PatientStream
     monitor: RhythmMonitor
+    quality: DeviceQuality
     next_sample: int  # first_sample expected of the next chunk
     time_origin: float  # unix time of device sample 0
     last_beat: int | None = None
 
 
-@dataclass(frozen=True)
-class WindowStats:
-    """Signal statistics of one chunk of the analysed lead, for the monitor."""
-
-    device_id: str
-    first_sample: int
-    n_samples: int
-    fs: float
-    lead: str
-    mean_mv: float
-    std_mv: float
-    min_mv: float
-    max_mv: float
-    at_extremes: float  # fraction of samples at the chunk's raw min or max (clipping hint)
-    published_ms: int
-    start_time: float = 0.0  # the device's clock at the first sample (unix seconds)
-    median_mv: float = 0.0  # the baseline level (robust to the QRS)
-    amplitude_mv: float = 0.0  # 99th minus 1st percentile: about the QRS amplitude
-    noise_mv: float = 0.0  # high-frequency noise, robust: MAD of second differences
-    polarity: float = 0.0  # (up - down) / range around the median: > 0 for upright QRS
-    patient_id: str = ""  # pseudonymous reference, for the technical alarms' rows
-
-
 def window_stats(
     chunk: EcgChunk, lead_index: int, x_mv: np.ndarray, published_ms: int
 ) -> WindowStats:
-    raw = chunk.samples[lead_index]
-    at_extremes = float(np.mean((raw == raw.min()) | (raw == raw.max())))
-    ordered = np.sort(x_mv)
-    n = ordered.size
-    low, median, high = ordered[n // 100], ordered[n // 2], ordered[min(n - 1, n * 99 // 100)]
-    lowest, highest = ordered[0], ordered[-1]
-    second = np.diff(x_mv, 2) if n > 2 else np.zeros(1, np.float32)
-    # white noise of sd s gives second differences of sd s*sqrt(6); the median ignores QRS
-    noise = 1.4826 * float(np.median(np.abs(second))) / math.sqrt(6.0)
-    span = float(highest - lowest)
-    polarity = float((highest - median) - (median - lowest)) / span if span > 0 else 0.0
-    return WindowStats(
-        device_id=chunk.device_id,
-        first_sample=chunk.first_sample,
-        n_samples=chunk.n_samples,
-        fs=chunk.fs,
-        lead=chunk.lead_names[lead_index],
-        mean_mv=float(x_mv.mean()),
-        std_mv=float(x_mv.std()),
-        min_mv=float(lowest),
-        max_mv=float(highest),
-        at_extremes=at_extremes,
-        published_ms=published_ms,
-        start_time=chunk.start_time,
-        median_mv=float(median),
-        amplitude_mv=float(high - low),
-        noise_mv=noise,
-        polarity=polarity,
-        patient_id=chunk.patient_id,
+    return chunk_stats(
+        chunk.device_id,
+        chunk.first_sample,
+        chunk.fs,
+        chunk.lead_names[lead_index],
+        x_mv,
+        published_ms,
+        chunk.start_time,
+        chunk.patient_id,
     )
 
 
@@ -142,6 +111,7 @@ class Ingested:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     windows: list[WindowStats] = field(default_factory=list)
     ticks: list[PendingTick] = field(default_factory=list)
+    technical: list[PendingAlarm] = field(default_factory=list)
     chunks: int = 0
     duplicates: int = 0
 
@@ -150,11 +120,16 @@ class StreamProcessor:
     """Per-device state for the devices of the partitions one consumer owns."""
 
     def __init__(
-        self, preprocess: PreprocessConfig, alarm_config: AlarmConfig | None = None
+        self,
+        preprocess: PreprocessConfig,
+        alarm_config: AlarmConfig | None = None,
+        quality_config: QualityConfig | None = None,
     ) -> None:
         self.preprocess = preprocess
         self.alarm_config = alarm_config or AlarmConfig()
+        self.quality_config = quality_config or QualityConfig()
         self._devices: dict[str, _Device] = {}
+        self.inhibited = 0  # arrhythmia alarms of live (not replayed) input not raised
 
     @property
     def devices(self) -> int:
@@ -190,8 +165,14 @@ class StreamProcessor:
             device.next_sample = chunk.end_sample
             device.time_origin = chunk.start_time - chunk.first_sample / chunk.fs
             x = chunk.millivolts()[lead_indices]
+            # the chunk's signal quality is judged before its beats and ticks, which read it
+            judged, raised = device.quality.judge(
+                window_stats(chunk, lead_indices[0], x[0], message.timestamp_ms)
+            )
+            device.monitor.mark_signal(chunk.first_sample, inhibiting_fault(judged.faults))
             if not message.replay:
-                out.windows.append(window_stats(chunk, lead_indices[0], x[0], message.timestamp_ms))
+                out.windows.append(judged)
+                out.technical += [PendingAlarm(a, chunk.patient_id) for a in raised]
             for beat in device.stream.push(x):
                 rr_prev = (
                     (beat.device_sample - device.last_beat) / device.fs
@@ -210,6 +191,7 @@ class StreamProcessor:
                         rr=beat.features.rr,
                         published_ms=message.timestamp_ms,
                         replay=message.replay,
+                        signal_fault=device.monitor.fault_at(beat.device_sample),
                     )
                 )
             out.ticks += [
@@ -232,31 +214,38 @@ class StreamProcessor:
         model_version: str,
         now_ms: float,
         ticks: Sequence[PendingTick] = (),
+        technical: Sequence[PendingAlarm] = (),
     ) -> tuple[list[BeatResult], list[AlarmEvent]]:
-        """Run the clock's rules (silence, VF) on the batch's ticks, then join classes to beats
-        and run the beat rules; what is replayed updates state only."""
+        """The batch's technical alarms, then the clock's rules (silence, VF) on its ticks, then
+        classes joined to beats and the beat rules; what is replayed updates state only."""
         results: list[BeatResult] = []
-        alarms: list[AlarmEvent] = []
+        alarms = [AlarmEvent(t.alarm, t.patient_id, model_version) for t in technical]
         labels = np.asarray(classes)[probabilities.argmax(axis=1)] if len(beats) else []
         for pending in ticks:
             device = self._devices.get(pending.device_id)
-            if device is None:
-                continue
-            raised = device.monitor.observe(pending.tick, pending.time_s)
-            if not pending.replay:
-                alarms.extend(AlarmEvent(a, pending.patient_id, model_version) for a in raised)
+            if device is not None:
+                self._rules(
+                    device,
+                    partial(device.monitor.observe, pending.tick, pending.time_s),
+                    pending.replay,
+                    pending.patient_id,
+                    model_version,
+                    alarms,
+                )
         for beat, label, proba in zip(beats, labels, probabilities, strict=True):
             device = self._devices.get(beat.device_id)
-            raised = (
-                device.monitor.add(
-                    ClassifiedBeat(beat.sample, beat.time_s, str(label), beat.rr_prev_s)
+            if device is not None:
+                classified = ClassifiedBeat(beat.sample, beat.time_s, str(label), beat.rr_prev_s)
+                self._rules(
+                    device,
+                    partial(device.monitor.add, classified),
+                    beat.replay,
+                    beat.patient_id,
+                    model_version,
+                    alarms,
                 )
-                if device is not None
-                else []
-            )
             if beat.replay:
                 continue
-            alarms.extend(AlarmEvent(a, beat.patient_id, model_version) for a in raised)
             results.append(
                 BeatResult(
                     device_id=beat.device_id,
@@ -268,9 +257,39 @@ class StreamProcessor:
                     model_version=model_version,
                     latency_ms=max(0.0, now_ms - beat.published_ms),
                     rr_prev_s=beat.rr_prev_s,
+                    signal_fault=beat.signal_fault,
                 )
             )
         return results, alarms
+
+    def _rules(
+        self,
+        device: _Device,
+        rule: Callable[[], list[Alarm]],
+        replay: bool,
+        patient_id: str,
+        model_version: str,
+        out: list[AlarmEvent],
+    ) -> None:
+        """Run one monitor call; add what it raised, and the AF/VF episodes it ended, to `out`
+        (nothing when replayed: the first owner emitted it)."""
+        before = device.monitor.inhibited
+        raised = rule()
+        ended = device.monitor.pop_ended()
+        if replay:
+            return
+        self.inhibited += device.monitor.inhibited - before
+        out += [AlarmEvent(a, patient_id, model_version) for a in raised]
+        out += [
+            AlarmEvent(
+                e.alarm,
+                patient_id,
+                model_version,
+                ended_sample=e.end_sample,
+                ended_time=device.time_origin + e.end_sample / device.fs,
+            )
+            for e in ended
+        ]
 
     def complete_with(
         self,
@@ -290,7 +309,13 @@ class StreamProcessor:
         else:
             probabilities = np.zeros((0, len(classes)), np.float32)
         return self.complete(
-            ingested.beats, probabilities, classes, model_version, now_ms, ingested.ticks
+            ingested.beats,
+            probabilities,
+            classes,
+            model_version,
+            now_ms,
+            ingested.ticks,
+            ingested.technical,
         )
 
     # -- devices -----------------------------------------------------------------------------
@@ -322,6 +347,9 @@ class StreamProcessor:
             monitor=previous.monitor
             if previous is not None
             else RhythmMonitor(chunk.device_id, self.alarm_config, fs=chunk.fs),
+            quality=previous.quality  # a gap is itself judged against the chunk before it
+            if previous is not None
+            else DeviceQuality(chunk.device_id, self.quality_config),
             next_sample=chunk.first_sample,
             time_origin=chunk.start_time - chunk.first_sample / chunk.fs,
         )

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ecgstream.alarms import ClassifiedBeat, RhythmMonitor, replay_alarms
+from ecgstream.alarms import Alarm, ClassifiedBeat, RhythmMonitor, replay_alarms
+from ecgstream.monitoring.signal_quality import judge_signal, mark_monitor
 from ecgstream.rhythm.ticks import RhythmTick
+from ecgstream.signal.chunk_stats import WindowStats
 from ecgstream.stream import PatientStream, PreprocessConfig, choose_leads
 
 if TYPE_CHECKING:  # torch stays out of the edge runner's imports
@@ -25,6 +27,8 @@ class SegmentBeats:
     windows: np.ndarray  # float32 (n, channels, window)
     rr: np.ndarray  # float32 (n, n_rr)
     ticks: tuple[RhythmTick, ...] = ()  # the rhythm clock over the segment
+    judged: tuple[WindowStats, ...] = ()  # signal quality per second of the detection lead
+    technical: tuple[Alarm, ...] = ()  # the sensor faults it raised
 
     def __len__(self) -> int:
         return int(self.samples.size)
@@ -39,9 +43,11 @@ def detect_segment(
     beats = stream.push(np.asarray(x_mv, dtype=np.float32)[leads])
     beats += stream.flush()
     ticks = tuple(stream.pop_ticks())
+    lead = lead_names[leads[0]]
+    judged, technical = judge_signal("segment", np.asarray(x_mv[leads[0]], np.float32), fs, lead)
     channels, window = preprocess.beat.channels, preprocess.beat.window
     return SegmentBeats(
-        lead=lead_names[leads[0]],
+        lead=lead,
         samples=np.array([b.device_sample for b in beats], dtype=np.int64),
         windows=(
             np.stack([b.features.window for b in beats])
@@ -52,6 +58,8 @@ def detect_segment(
         if beats
         else np.zeros((0, preprocess.beat.n_features), np.float32),
         ticks=ticks,
+        judged=tuple(judged),
+        technical=tuple(technical),
     )
 
 
@@ -66,6 +74,7 @@ def segment_result(
     stream's rules raise over the segment (times in seconds from its start)."""
     labels = [classes[i] for i in probabilities.argmax(axis=1)] if len(beats) else []
     monitor = RhythmMonitor("segment", fs=fs)
+    mark_monitor(monitor, list(beats.judged))
     out_beats, classified = [], []
     previous: int | None = None
     for sample, label, proba in zip(beats.samples.tolist(), labels, probabilities, strict=True):
@@ -81,13 +90,16 @@ def segment_result(
                 "probabilities": {
                     c: round(float(p), 5) for c, p in zip(classes, proba, strict=True)
                 },
+                "signal_fault": monitor.fault_at(sample),
             }
         )
     raised = replay_alarms(monitor, classified, beats.ticks)
+    raised = sorted([*beats.technical, *raised], key=lambda a: a.raised_sample or a.start_sample)
     ends = {start: end for start, end in [*monitor.af_episodes, *monitor.vf_episodes]}
     alarms = [
         {
             "kind": alarm.kind,
+            "category": alarm.category,
             "severity": alarm.severity,
             "priority": alarm.severity,
             "start_sample": alarm.start_sample,

@@ -55,3 +55,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_EXIT_STATUS["status"])
+
+
+@pytest.fixture(scope="session")
+def nstdb(mitdb_dir: Path) -> Path:
+    path = mitdb_dir.parent / "nstdb"
+    assert (path / "118e06.hea").exists(), f"nstdb records not found in {path}"
+    return path

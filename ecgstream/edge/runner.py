@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +19,8 @@ from ecgstream.alarms import AlarmConfig, ClassifiedBeat, RhythmMonitor
 from ecgstream.edge.bundle import EdgeModel
 from ecgstream.edge.outbox import Outbox
 from ecgstream.messages import AlarmEvent, BeatResult, alarm_message, beat_message
+from ecgstream.monitoring.signal_quality import DeviceQuality, inhibiting_fault
+from ecgstream.signal.chunk_stats import chunk_stats
 from ecgstream.stream import DetectedBeat, PatientStream, choose_leads
 
 log = logging.getLogger("ecgstream.edge")
@@ -59,6 +62,7 @@ class EdgeRunner:
         self.lead = lead_names[self._leads[0]]
         self._stream = PatientStream(fs, model.preprocess, start_sample=start_sample, rhythm=True)
         self._monitor = RhythmMonitor(device_id, AlarmConfig(), fs=fs)
+        self._quality = DeviceQuality(device_id)
         self._next_sample = start_sample
         self._last_beat: int | None = None
         # unix time of sample 0: results carry wall-clock times, like the server's
@@ -68,19 +72,31 @@ class EdgeRunner:
     def push(self, x_mv: np.ndarray) -> tuple[list[BeatResult], list[AlarmEvent]]:
         received = time.time()
         x = np.asarray(x_mv, np.float32)[self._leads]
+        first = self._next_sample
         self._next_sample += x.shape[1]
         self.stats.samples += x.shape[1]
-        return self._complete(self._stream.push(x), received)
+        # the chunk's signal quality first: its beats and ticks read it (as in the server)
+        # the runner is the device: its samples are on time by its own clock
+        end_ms = round(1000 * (self._origin + self._next_sample / self.fs))
+        judged, raised = self._quality.judge(
+            chunk_stats(
+                self.device_id, first, self.fs, self.lead, x[0], end_ms,
+                self._origin + first / self.fs, self.patient_id,
+            )
+        )  # fmt: skip
+        self._monitor.mark_signal(first, inhibiting_fault(judged.faults))
+        technical = [AlarmEvent(a, self.patient_id, self.model.version) for a in raised]
+        return self._complete(self._stream.push(x), received, technical)
 
     def finish(self) -> tuple[list[BeatResult], list[AlarmEvent]]:
         """End of a finite input: the beats the detector still held back."""
         return self._complete(self._stream.flush(), time.time())
 
     def _complete(
-        self, detected: list[DetectedBeat], received: float
+        self, detected: list[DetectedBeat], received: float, technical: Sequence[AlarmEvent] = ()
     ) -> tuple[list[BeatResult], list[AlarmEvent]]:
         beats: list[BeatResult] = []
-        alarms: list[AlarmEvent] = []
+        alarms: list[AlarmEvent] = list(technical)
         for tick in self._stream.pop_ticks():  # silence and VF need no beat; before the beats
             raised = self._monitor.observe(tick, self._origin + tick.sample / self.fs)
             alarms += [AlarmEvent(a, self.patient_id, self.model.version) for a in raised]
@@ -109,21 +125,37 @@ class EdgeRunner:
                         model_version=self.model.version,
                         latency_ms=(now - received) * 1000,
                         rr_prev_s=rr_prev,
+                        signal_fault=self._monitor.fault_at(sample),
                     )
                 )
                 raised = self._monitor.add(ClassifiedBeat(sample, time_s, str(label), rr_prev))
                 alarms += [AlarmEvent(a, self.patient_id, self.model.version) for a in raised]
+        alarms += [
+            AlarmEvent(
+                e.alarm, self.patient_id, self.model.version, e.end_sample,
+                self._origin + e.end_sample / self.fs,
+            )
+            for e in self._monitor.pop_ended()
+        ]  # fmt: skip
         for event in alarms:
             # the alarm is raised here, on the device, whether or not a network exists
             alarm = event.alarm
+            if event.is_end:
+                log.warning("ALARM END %s at sample %d", alarm.kind, event.ended_sample)
+                continue
             log.warning("ALARM %s %s at sample %d", alarm.severity, alarm.kind, alarm.start_sample)
         self.stats.beats += len(beats)
-        self.stats.alarms += len(alarms)
+        self.stats.alarms += len(alarms)  # alarm messages: raised, and AF/VF episodes ended
         for b in beats:
             self.stats.labels[b.label] = self.stats.labels.get(b.label, 0) + 1
         self.stats.stored += self.outbox.add(
             [("beat", b.beat_id, beat_message(b, self.model.classes)) for b in beats]
-            + [("alarm", a.alarm.alarm_id, alarm_message(a)) for a in alarms],
+            + [("alarm", _alarm_key(a), alarm_message(a)) for a in alarms],
             state={f"{NEXT_SAMPLE}:{self.device_id}": str(self._next_sample)},
         )
         return beats, alarms
+
+
+def _alarm_key(event: AlarmEvent) -> str:
+    """The outbox key: the alarm id, and for an episode's end the id with `:ended`."""
+    return f"{event.alarm.alarm_id}:ended" if event.is_end else event.alarm.alarm_id

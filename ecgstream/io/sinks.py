@@ -1,9 +1,10 @@
 """Where results go: Kafka topics for subscribers and PostgreSQL for the record.
 
-Both writes are idempotent by key: a beat is (device, sample), an alarm its alarm id. Kafka
-messages carry the key in the payload (`beat_id`, `alarm_id`) so a subscriber can drop the
-duplicates an at-least-once redelivery may produce; PostgreSQL drops them itself
-(`ON CONFLICT DO NOTHING`).
+Both writes are idempotent by key: a beat is (device, sample), an alarm its alarm id, the end
+of an AF/VF episode an update of its alarm's row. Kafka messages carry the key in the payload
+(`beat_id`; `alarm_id` with `event` "raised" or "ended") so a subscriber can drop the duplicates
+an at-least-once redelivery may produce; PostgreSQL drops them itself (`ON CONFLICT DO NOTHING`,
+`WHERE end_sample IS NULL`).
 """
 
 from __future__ import annotations
@@ -91,8 +92,9 @@ class PostgresSink:
             if beats:
                 await conn.executemany(
                     f"""INSERT INTO {self._beats_table} (device_id, sample_index, patient_ref,
-                            beat_time, label, probabilities, rr_prev_s, model_version, latency_ms)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                            beat_time, label, probabilities, rr_prev_s, model_version, latency_ms,
+                            signal_fault)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                         ON CONFLICT DO NOTHING""",
                     [
                         (
@@ -105,11 +107,14 @@ class PostgresSink:
                             b.rr_prev_s,
                             b.model_version,
                             b.latency_ms,
+                            b.signal_fault,
                         )
                         for b in beats
                     ],
                 )
-            if alarms:
+            raised = [e for e in alarms if not e.is_end]
+            ended = [e for e in alarms if e.is_end]
+            if raised:
                 await conn.executemany(
                     """INSERT INTO alarms (alarm_id, device_id, patient_ref, kind, category,
                                            severity, start_sample, start_time, evidence,
@@ -129,6 +134,19 @@ class PostgresSink:
                             json.dumps(e.alarm.evidence),
                             e.model_version,
                         )
-                        for e in alarms
+                        for e in raised
+                    ],
+                )
+            if ended:  # after the inserts: an episode can open and end in one batch
+                await conn.executemany(
+                    """UPDATE alarms SET end_sample = $2, end_time = $3
+                       WHERE alarm_id = $1 AND end_sample IS NULL""",
+                    [
+                        (
+                            e.alarm.alarm_id,
+                            e.ended_sample,
+                            datetime.fromtimestamp(e.ended_time or e.alarm.start_time, UTC),
+                        )
+                        for e in ended
                     ],
                 )

@@ -1,4 +1,4 @@
-"""What the monitor knows: per-device signal quality and physiology, fleet-wide drift.
+"""What the monitor knows: the fleet's signal quality (judged by the stream), physiology, drift.
 
 Pure logic (no Ray, Kafka or Prometheus), so the drift benchmark and the tests drive exactly
 the code the monitor actor runs.
@@ -13,10 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ecgstream.alarms import Alarm
 from ecgstream.monitoring.drift import DriftConfig, FleetDrift
-from ecgstream.monitoring.signal_quality import DeviceQuality, QualityConfig
-from ecgstream.processing import WindowStats
+from ecgstream.signal.chunk_stats import WindowStats
 
 RR_HISTORY_BEATS = 30  # heart rate and RR variability over the last 30 beats
 
@@ -47,16 +45,10 @@ class _Physiology:
 
 
 class FleetMonitor:
-    def __init__(
-        self,
-        reference: dict[str, Any],
-        quality: QualityConfig | None = None,
-        drift: DriftConfig | None = None,
-    ) -> None:
-        self.quality_config = quality or QualityConfig()
+    def __init__(self, reference: dict[str, Any], drift: DriftConfig | None = None) -> None:
         self._drift_config = drift
         self.drift = FleetDrift(reference, drift)
-        self._devices: dict[str, DeviceQuality] = {}
+        self._devices: dict[str, tuple[str, ...]] = {}  # device -> its active sensor faults
         self._physiology: dict[str, _Physiology] = {}
 
         self.windows = 0
@@ -68,18 +60,14 @@ class FleetMonitor:
         collected under the old model are not mixed in). Signal quality is model-independent."""
         self.drift = FleetDrift(reference, self._drift_config)
 
-    def observe_windows(self, windows: list[WindowStats]) -> list[Alarm]:
-        """Chunk statistics in arrival order; returns newly raised technical alarms."""
-        raised: list[Alarm] = []
+    def observe_windows(self, windows: list[WindowStats]) -> list[str]:
+        """Chunk statistics with the stream's quality verdicts, in arrival order; returns the
+        faults newly raised (the consumers judged them and wrote their technical alarms)."""
+        raised: list[str] = []
         for w in windows:
-            device = self._devices.get(w.device_id)
-            if device is None:
-                device = self._devices[w.device_id] = DeviceQuality(
-                    w.device_id, self.quality_config
-                )
-            for alarm in device.add(w):
-                self.faults_raised[alarm.evidence["fault"]] += 1
-                raised.append(alarm)
+            self._devices[w.device_id] = w.faults
+            self.faults_raised.update(w.raised)
+            raised += w.raised
         self.windows += len(windows)
         return raised
 
@@ -102,8 +90,8 @@ class FleetMonitor:
     def active_faults(self) -> Counter[str]:
         """Devices currently in each fault (counts only: no device ids leave as labels)."""
         counts: Counter[str] = Counter()
-        for device in self._devices.values():
-            counts.update(device.active)
+        for faults in self._devices.values():
+            counts.update(faults)
         return counts
 
     def heart_rates(self) -> list[float]:

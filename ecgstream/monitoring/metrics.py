@@ -40,6 +40,8 @@ class ConsumerReport:
     dead_letters_by_reason: Counter[str] = field(default_factory=Counter)
     alarms_by_kind: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, category)
     serve_batch_sizes: list[int] = field(default_factory=list)
+    alarms_inhibited: int = 0  # arrhythmia alarms not raised: the signal was unanalysable
+    unanalysable_beats: int = 0  # beats marked with an inhibiting sensor fault
     lag_by_partition: dict[int, int] | None = None  # sent every few seconds, not every batch
 
 
@@ -72,6 +74,16 @@ class MonitorMetrics:
             "ecgstream_alarms",
             "Alarms raised by kind and category",
             ["kind", "category"],
+            registry=r,
+        )
+        self.alarms_inhibited = PromCounter(
+            "ecgstream_alarms_inhibited",
+            "Arrhythmia alarms not raised because a sensor fault made the ECG unanalysable",
+            registry=r,
+        )
+        self.unanalysable_beats = PromCounter(
+            "ecgstream_beats_unanalysable",
+            "Beats cut while a sensor fault made the ECG unanalysable (marked, not alarmed on)",
             registry=r,
         )
         self.serve_batch = Histogram(
@@ -165,6 +177,8 @@ class MonitorMetrics:
             self.dead_letters.labels(reason).inc(n)
         for (kind, category), n in report.alarms_by_kind.items():
             self.alarms.labels(kind, category).inc(n)
+        self.alarms_inhibited.inc(report.alarms_inhibited)
+        self.unanalysable_beats.inc(report.unanalysable_beats)
         for size in report.serve_batch_sizes:
             self.serve_batch.observe(size)
         if report.lag_by_partition is not None:
@@ -175,9 +189,8 @@ class MonitorMetrics:
     def record_fleet(self, fleet: FleetMonitor, new_windows: int, new_faults: list[str]) -> None:
         self.windows.inc(new_windows)
         self.devices.set(fleet.device_count())
-        for fault in new_faults:
+        for fault in new_faults:  # their alarms are counted with the consumers' alarms
             self.sensor_faults.labels(fault).inc()
-            self.alarms.labels(TECHNICAL_KIND, "technical").inc()
         active = fleet.active_faults()
         for fault in FAULTS:
             self.devices_in_fault.labels(fault).set(active.get(fault, 0))

@@ -12,10 +12,12 @@ from __future__ import annotations
 import statistics
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ecgstream.alarms import Alarm
-from ecgstream.processing import WindowStats
+import numpy as np
+
+from ecgstream.alarms import Alarm, RhythmMonitor
+from ecgstream.signal.chunk_stats import WindowStats, chunk_stats
 
 TECHNICAL_KIND = "technical"
 
@@ -24,7 +26,9 @@ TECHNICAL_KIND = "technical"
 class QualityConfig:
     flat_range_mv: float = 0.05  # a chunk spanning less than this is a flat line
     clipping_fraction: float = 0.05  # share of samples at the chunk's min or max (a rail)
-    lead_off_offset_mv: float = 4.0  # |baseline| beyond this: electrode off or amplifier rail
+    lead_off_offset_mv: float = 4.0  # |baseline| beyond this, with no ECG on it (below):
+    lead_off_amplitude_mv: float = 0.2  # an amplifier pinned at a rail, electrode off. A DC
+    # offset under a visible ECG is analysable (the noise stress records carry one of -6 mV)
     noise_mv: float = 0.06  # high-frequency noise floor of a usable ECG
     noise_vs_own: float = 3.0  # ... or this many times the device's own usual noise
     wander_mv: float = 0.5  # sd of the baseline over `wander_chunks` chunks
@@ -39,6 +43,8 @@ class QualityConfig:
     gap_samples_s: float = 1.0  # missing signal longer than this is a gap
     late_s: float = 10.0  # a chunk published this long after its last sample is late
     persist: int = 4  # consecutive chunks before a fault is raised
+    persist_inhibiting: int = 2  # ... for the faults that inhibit arrhythmia alarms (a rail
+    # or noise makes false beats at once, and asystole is due at 4 s of a lead-off's silence)
     persist_change: int = 20  # ... for changes against the past (beat mix moves them too)
     clear: int = 10  # consecutive clean chunks before it can be raised again
 
@@ -58,6 +64,14 @@ FAULTS = (
 
 
 CHANGE_FAULTS = ("gain_change", "lead_changed", "baseline_wander")
+# the faults during which the ECG cannot be analysed: arrhythmia alarms are inhibited and beats
+# marked. A flat line is not one of them: with the leads on, a flat line is what asystole is.
+INHIBITING_FAULTS = ("lead_off", "clipping", "noise")
+
+
+def inhibiting_fault(faults: tuple[str, ...] | set[str]) -> str | None:
+    """The fault that makes the signal unanalysable, if any (one name, stable order)."""
+    return next((f for f in INHIBITING_FAULTS if f in faults), None)
 
 
 class _Episode:
@@ -80,6 +94,16 @@ class DeviceQuality:
         self._wander_sd: deque[float] = deque(maxlen=c.history_chunks)  # baseline sd per chunk
         self._previous: WindowStats | None = None
         self.active: set[str] = set()
+
+    @property
+    def inhibiting(self) -> str | None:
+        return inhibiting_fault(self.active)
+
+    def judge(self, w: WindowStats) -> tuple[WindowStats, list[Alarm]]:
+        """`add`, returning the chunk's statistics with the verdict after it."""
+        raised = self.add(w)
+        faults = tuple(f for f in FAULTS if f in self.active)
+        return replace(w, faults=faults, raised=tuple(a.evidence["fault"] for a in raised)), raised
 
     def add(self, w: WindowStats) -> list[Alarm]:
         c = self.config
@@ -115,6 +139,8 @@ class DeviceQuality:
         # a gap or a rate error is proven by a single chunk; the others must persist
         if name in ("signal_gap", "fs_mismatch"):
             persist = 1
+        elif name in INHIBITING_FAULTS:
+            persist = c.persist_inhibiting
         elif name in CHANGE_FAULTS:
             persist = c.persist_change
         else:
@@ -144,12 +170,15 @@ class DeviceQuality:
             start_time=start.start_time,
             evidence={"fault": name, **evidence},
             category="technical",
+            raised_sample=w.first_sample + w.n_samples,  # judged at the end of the chunk
         )
 
     # -- conditions (evidence dict when present, None when not) ------------------------------
 
     def _flat(self, w: WindowStats) -> dict | None:
         span = w.max_mv - w.min_mv
+        if abs(w.median_mv) > self.config.lead_off_offset_mv:
+            return None  # flat at a rail: the electrode is off (lead_off says so)
         return {"range_mv": round(span, 4)} if span < self.config.flat_range_mv else None
 
     def _clipping(self, w: WindowStats) -> dict | None:
@@ -157,7 +186,8 @@ class DeviceQuality:
         return {"at_extremes": round(w.at_extremes, 3)} if hit else None
 
     def _lead_off(self, w: WindowStats) -> dict | None:
-        hit = abs(w.median_mv) > self.config.lead_off_offset_mv
+        c = self.config
+        hit = abs(w.median_mv) > c.lead_off_offset_mv and w.amplitude_mv < c.lead_off_amplitude_mv
         return {"baseline_mv": round(w.median_mv, 3)} if hit else None
 
     def _noise(self, w: WindowStats) -> dict | None:
@@ -246,3 +276,38 @@ class DeviceQuality:
         if len(recent) < c.recent_chunks - 1:
             return None
         return statistics.median([*recent, value(w)])
+
+
+BLOCK_S = 1.0  # what a device sends per message by default, and what offline paths judge
+
+
+def judge_signal(
+    device_id: str,
+    x_mv: np.ndarray,
+    fs: float,
+    lead: str,
+    first_sample: int = 0,
+    config: QualityConfig | None = None,
+) -> tuple[list[WindowStats], list[Alarm]]:
+    """A whole record's or segment's analysed lead judged in 1-second blocks, as the stream
+    judges a device sending 1-second chunks (times from the record's start)."""
+    quality = DeviceQuality(device_id, config)
+    step = round(BLOCK_S * fs)
+    judged: list[WindowStats] = []
+    alarms: list[Alarm] = []
+    for begin in range(0, x_mv.size, step):
+        block = x_mv[begin : begin + step]
+        sample = first_sample + begin
+        end_ms = round(1000 * (sample + block.size) / fs)
+        w, raised = quality.judge(
+            chunk_stats(device_id, sample, fs, lead, block, end_ms, sample / fs)
+        )
+        judged.append(w)
+        alarms += raised
+    return judged, alarms
+
+
+def mark_monitor(monitor: RhythmMonitor, judged: list[WindowStats]) -> None:
+    """Tell a rhythm monitor where the judged signal was unanalysable."""
+    for w in judged:
+        monitor.mark_signal(w.first_sample, inhibiting_fault(w.faults))

@@ -8,6 +8,9 @@
 - Delay: from the episode's start to the position at which its first alarm was raised.
 - AF also by duration (EC57): the share of reference AF time inside detected AF, and of
   detected AF time inside reference AF.
+- Inhibition: the technical alarms, the time the signal was judged unanalysable, the arrhythmia
+  alarms that were inhibited, and the reference episodes that overlap an inhibition (a false
+  technical alarm silences real ones, so those are counted, whichever way they were scored).
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ class AlarmScore:
     af_reference_s: float = 0.0
     af_detected_s: float = 0.0
     af_overlap_s: float = 0.0
+    technical_alarms: int = 0
+    inhibited_alarms: int = 0
+    inhibited_s: float = 0.0
+    episodes_in_inhibition: int = 0
 
     def merge(self, other: AlarmScore) -> AlarmScore:
         out = AlarmScore(seconds=self.seconds + other.seconds)
@@ -72,6 +79,10 @@ class AlarmScore:
             "af_reference_s",
             "af_detected_s",
             "af_overlap_s",
+            "technical_alarms",
+            "inhibited_alarms",
+            "inhibited_s",
+            "episodes_in_inhibition",
         ):
             setattr(out, name, getattr(self, name) + getattr(other, name))
         return out
@@ -87,8 +98,17 @@ def score_alarms(
     af_detected: Sequence[tuple[int, int | None]],
     fs: float,
     n_samples: int,
+    inhibitions: Iterable[tuple[int, int | None, str]] = (),
+    inhibited: int = 0,
 ) -> AlarmScore:
     score = AlarmScore(seconds=n_samples / fs)
+    quiet = [(s, n_samples if t is None else t) for s, t, _ in inhibitions]
+    score.technical_alarms = sum(a.category == "technical" for a in alarms)
+    score.inhibited_alarms = inhibited
+    score.inhibited_s = sum(b - a for a, b in quiet) / fs
+    score.episodes_in_inhibition = sum(
+        any(_overlap((e.start, max(e.end, e.start + 1)), q) > 0 for q in quiet) for e in reference
+    )
     before, after = round(BEFORE_S * fs), round(AFTER_S * fs)
     clinical = [a for a in alarms if a.category == "clinical"]
     for kind in CLINICAL_KINDS:
@@ -155,6 +175,13 @@ def alarms_report(scores: Iterable[AlarmScore]) -> dict[str, Any]:
         "false_alarms_per_hour": _fraction(n_alarms - n_true, hours),
         "ppv": _fraction(n_true, n_alarms),
         "kinds": kinds,
+        "technical": {
+            "alarms": total.technical_alarms,
+            "alarms_per_hour": _fraction(total.technical_alarms, hours),
+            "unanalysable_s": round(total.inhibited_s, 1),
+            "inhibited_alarms": total.inhibited_alarms,
+            "episodes_in_inhibition": total.episodes_in_inhibition,
+        },
         "afib": {
             "episode_se": _fraction(total.af_reference_detected, total.af_reference),
             "episode_ppv": _fraction(total.af_detected_true, total.af_detected),
@@ -197,12 +224,14 @@ def alarms_table(report: dict[str, Any], title: str) -> Table:
             pct(k["ppv"]),
             f"{sec(k['delay_s_median'])} / {sec(k['delay_s_max'])}",
         )
-    af = report["afib"]
+    af, tech = report["afib"], report["technical"]
     table.caption = (
         f"{report['patient_hours']:.2f} patient-hours; {sec(report['alarms_per_hour'])} alarms and "
         f"{sec(report['false_alarms_per_hour'])} false alarms per hour; alarm +P "
         f"{pct(report['ppv'])} %. AF episodes Se/+P {pct(af['episode_se'])}/"
         f"{pct(af['episode_ppv'])} %, AF time Se/+P {pct(af['duration_se'])}/"
-        f"{pct(af['duration_ppv'])} %"
+        f"{pct(af['duration_ppv'])} %. Technical alarms {tech['alarms']}; unanalysable "
+        f"{sec(tech['unanalysable_s'])} s, {tech['inhibited_alarms']} alarms inhibited, "
+        f"{tech['episodes_in_inhibition']} reference episodes inside an inhibition"
     )
     return table

@@ -37,6 +37,7 @@ SENSOR_FAULTS = (
     "swapped_lead",
     "wrong_fs",
     "flat_line",
+    "lead_off",
 )
 FLEET_FAULTS = ("class_mix",)
 # the DS1 patients with the most ventricular beats (a quarter to a third of their beats)
@@ -76,6 +77,8 @@ def _altered(record: EcgRecord, fault: str, start: int, rng: np.random.Generator
         part[[0, 1]] = part[[1, 0]]
     elif fault == "flat_line":
         part[:] = base
+    elif fault == "lead_off":  # electrodes off: the amplifier pinned at +5 mV
+        part[:] = base + 5.0 * gain
     return np.clip(np.round(digital), -32768, 32767).astype(np.int16)
 
 
@@ -157,7 +160,8 @@ def run_fleet(
         if not messages:
             continue
         ingested = processor.ingest(messages)
-        for alarm in monitor.observe_windows(ingested.windows):
+        monitor.observe_windows(ingested.windows)
+        for alarm in (t.alarm for t in ingested.technical):  # judged in the stream path
             events.append(
                 {
                     "at_s": tick + 1,

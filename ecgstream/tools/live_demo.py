@@ -42,6 +42,7 @@ class DemoState:
     p50_ms: float | None = None
     p99_ms: float | None = None
     monitor: dict[str, Any] = field(default_factory=dict)
+    unanalysable_beats: int = 0  # beats cut while a sensor fault made the ECG unanalysable
 
 
 async def _poll(conn: asyncpg.Connection, prefix: str, state: DemoState) -> None:
@@ -51,6 +52,10 @@ async def _poll(conn: asyncpg.Connection, prefix: str, state: DemoState) -> None
     )
     state.classes = {r["label"]: r["n"] for r in rows}
     state.beats = sum(state.classes.values())
+    state.unanalysable_beats = await conn.fetchval(
+        "SELECT count(*) FROM beats WHERE device_id LIKE $1 AND signal_fault IS NOT NULL",
+        f"{prefix}-%",
+    )
     latency = await conn.fetchrow(
         """SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50,
                   percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) AS p99
@@ -104,6 +109,12 @@ def _view(state: DemoState, devices: int, duration_s: float) -> Group:
         f"dead letters [bold]{state.dead_letters}[/]",
     )
     head.add_row(*_monitor_cells(state.monitor))
+    head.add_row(
+        f"alarms inhibited [bold]{state.monitor.get('alarms_inhibited', 0)}[/]",
+        f"beats unanalysable [bold]{state.unanalysable_beats}[/]",
+        "(cannot analyse ECG: lead off, clipping, noise)",
+        "",
+    )
     classes = Table(title="beat classes", min_width=40)
     for name in ("N", "S", "V", "F"):
         classes.add_column(name, justify="right")
@@ -218,9 +229,14 @@ async def run_live_demo(
 SENSOR_FAULT_AFTER_S = 30.0
 
 
+def _faults(monitor: dict[str, Any]) -> str:
+    raised = monitor.get("faults_raised") or {}
+    return ", ".join(f"{fault.replace('_', ' ')} {n}" for fault, n in sorted(raised.items()))
+
+
 async def _faulty_sensor(settings: Settings, prefix: str, duration_s: float, speed: float) -> None:
-    """One more bedside device whose electrode comes off after 30 s (a flat line): the
-    monitor must raise one technical alarm for it, shown with the clinical ones."""
+    """One more bedside device whose electrodes come off after 30 s (the amplifier pinned at a
+    rail): one technical alarm (lead off), and no asystole for the silence (inhibited)."""
     import numpy as np
 
     from ecgstream.records import load_record
@@ -228,7 +244,7 @@ async def _faulty_sensor(settings: Settings, prefix: str, duration_s: float, spe
 
     record = load_record(settings.records_dir, "101")
     device = Device(
-        f"{prefix}-sensor", record, "flat_line", inject_sample=int(SENSOR_FAULT_AFTER_S * record.fs)
+        f"{prefix}-sensor", record, "lead_off", inject_sample=int(SENSOR_FAULT_AFTER_S * record.fs)
     )
     producer = make_producer(settings, "device")
     await producer.start()
@@ -268,6 +284,10 @@ img{{width:100%;border:1px solid #ccc}} td,th{{padding:2px 10px;text-align:left}
 {state.beats} beats classified ({html.escape(classes)}); {state.alarm_count} alarms
 ({html.escape(kinds) or "none"});
 {state.dead_letters} malformed messages sent to the dead-letter topic.</p>
+<p>Signal quality: {state.monitor.get("alarms_inhibited", 0)} arrhythmia alarms inhibited and
+{state.unanalysable_beats} beats marked unanalysable while a sensor fault (lead off, clipping,
+noise) made the ECG unanalysable; technical alarms raised by fault:
+{html.escape(_faults(state.monitor)) or "none"}.</p>
 {"".join(sections)}</body></html>"""
     path = out / "demo-report.html"
     path.write_text(page)

@@ -1,7 +1,8 @@
 """Monitoring on the real stack: a device whose signal goes flat raises one technical alarm in
-`ecg.alerts` and PostgreSQL while clean devices raise none; the local Prometheus scrapes the
-monitor, every dashboard panel and every alert rule's expression returns data through its
-HTTP API, `promtool` accepts the rules, and no device or patient id is a label value."""
+`ecg.alerts` and PostgreSQL, and asystole; one whose electrodes come off raises its technical
+alarm and no asystole (inhibited, counted); clean devices raise none; the local Prometheus
+scrapes the monitor, every dashboard panel and every alert rule's expression returns data
+through its HTTP API, `promtool` accepts the rules, and no device or patient id is a label value."""
 
 from __future__ import annotations
 
@@ -69,9 +70,11 @@ def rule_signals() -> list[tuple[str, str]]:
     return out
 
 
-async def _publish_flat_line_device(settings: Settings, mitdb: Path, device_id: str) -> int:
+async def _publish_faulty_device(
+    settings: Settings, mitdb: Path, device_id: str, fault: str
+) -> int:
     record = load_record(mitdb, "101")
-    device = Device(device_id, record, "flat_line", inject_sample=int(60 * record.fs))
+    device = Device(device_id, record, fault, inject_sample=int(60 * record.fs))
     producer = make_producer(settings, "device")
     await producer.start()
     sent = 0
@@ -86,13 +89,14 @@ async def _publish_flat_line_device(settings: Settings, mitdb: Path, device_id: 
     return sent
 
 
-async def _technical_alarms(settings: Settings, prefix: str) -> list:
+async def _alarms(settings: Settings, prefix: str, category: str = "technical") -> list:
     conn = await asyncpg.connect(settings.postgres_dsn())
     try:
         return await conn.fetch(
             "SELECT alarm_id, device_id, kind, category, evidence FROM alarms "
-            "WHERE device_id LIKE $1 AND category = 'technical'",
+            "WHERE device_id LIKE $1 AND category = $2 ORDER BY device_id, start_sample",
             f"{prefix}%",
+            category,
         )
     finally:
         await conn.close()
@@ -102,26 +106,35 @@ async def test_sensor_fault_alarm_metrics_dashboards_and_rules(
     pipeline: Settings, mitdb_dir: Path
 ) -> None:
     prefix = f"mon{uuid.uuid4().hex[:6]}"
-    faulty = f"{prefix}-flat"
+    faulty, off = f"{prefix}-flat", f"{prefix}-off"
     await replay(pipeline, mitdb_dir, RECORDS, 3, speed=0, duration_s=150, prefix=prefix)
-    assert await _publish_flat_line_device(pipeline, mitdb_dir, faulty) == 150
+    assert await _publish_faulty_device(pipeline, mitdb_dir, faulty, "flat_line") == 150
+    assert await _publish_faulty_device(pipeline, mitdb_dir, off, "lead_off") == 150
     await wait_for_beats(pipeline, prefix, 400, timeout_s=180)
 
     rows: list = []
     for _ in range(60):
-        rows = await _technical_alarms(pipeline, prefix)
-        if rows:
+        rows = await _alarms(pipeline, prefix)
+        if len(rows) >= 2:
             break
         await asyncio.sleep(1)
     await asyncio.sleep(3)  # a second alarm for the same episode would show up now
-    rows = await _technical_alarms(pipeline, prefix)
-    assert [(r["device_id"], r["kind"]) for r in rows] == [(faulty, "technical")], rows
-    assert json.loads(rows[0]["evidence"])["fault"] == "flat_line"
+    rows = await _alarms(pipeline, prefix)
+    assert [(r["device_id"], r["kind"], json.loads(r["evidence"])["fault"]) for r in rows] == [
+        (faulty, "technical", "flat_line"),
+        (off, "technical", "lead_off"),
+    ], rows
     alerts = [json.loads(m.value) for m in await topic_messages(pipeline, pipeline.topics.alerts)]
     technical = [a for a in alerts if a["device"].startswith(prefix) and a["kind"] == "technical"]
     assert {(a["device"], a["fault"], a["category"]) for a in technical} == {
-        (faulty, "flat_line", "technical")
+        (faulty, "flat_line", "technical"),
+        (off, "lead_off", "technical"),
     }
+    # a flat line with the leads on is asystole, raised by the stream's clock; with the
+    # electrodes off the same silence is "cannot analyse ECG": inhibited, and counted
+    clinical = await _alarms(pipeline, prefix, "clinical")
+    silent = {(r["device_id"], r["kind"]) for r in clinical if r["kind"] in ("asystole", "pause")}
+    assert (faulty, "asystole") in silent and not {k for d, k in silent if d == off}, clinical
 
     # Prometheus scrapes the monitor (file discovery), then every panel and rule has data
     deadline = time.monotonic() + 90
@@ -132,6 +145,7 @@ async def test_sensor_fault_alarm_metrics_dashboards_and_rules(
         await asyncio.sleep(2)
     else:
         raise AssertionError("Prometheus never scraped the monitor's flat-line fault")
+    assert _query(pipeline, "ecgstream_alarms_inhibited_total > 0")
     await asyncio.sleep(12)  # two more scrapes: rate() and deriv() need two samples
     empty = [
         (where, expr)

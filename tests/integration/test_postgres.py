@@ -9,7 +9,10 @@ import asyncpg
 import pytest
 
 from cluster.migrate import apply_migrations, load_migrations
+from ecgstream.alarms import Alarm
 from ecgstream.errors import StackError
+from ecgstream.io.sinks import PostgresSink
+from ecgstream.messages import AlarmEvent, BeatResult
 from ecgstream.settings import Settings
 
 
@@ -51,6 +54,38 @@ async def test_beat_round_trip_and_idempotent_key(conn: asyncpg.Connection) -> N
     assert len(rows) == 1
     assert rows[0]["label"] == "V"
     assert rows[0]["probabilities"] == pytest.approx(row[5])
+
+
+async def test_the_sink_writes_marked_beats_and_an_episode_end_once(settings: Settings) -> None:
+    """A beat's signal fault is stored; an AF alarm raised, then its end, each written twice
+    (a redelivery): one row, the end set once and never reset."""
+    alarm = Alarm("dev-end:afib:100", "dev-end", "afib", "medium", 100, 1.7e9, {"x": 1})
+    raised = AlarmEvent(alarm, "p-1", "m-1")
+    ended = AlarmEvent(alarm, "p-1", "m-1", ended_sample=9000, ended_time=1.7e9 + 25)
+    beat = BeatResult(
+        device_id="dev-end", patient_id="p-1", sample=500, time_s=1.7e9, label="N",
+        probabilities=(0.9, 0.05, 0.03, 0.02), model_version="m-1", latency_ms=1.0,
+        rr_prev_s=None, signal_fault="noise",
+    )  # fmt: skip
+    pool = await asyncpg.create_pool(settings.postgres_dsn(), min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("DELETE FROM alarms WHERE device_id = 'dev-end'")
+            await conn.execute("DELETE FROM beats WHERE device_id = 'dev-end'")
+        sink = PostgresSink(pool)
+        await sink.write([beat], [raised])
+        await sink.write([beat], [raised, ended])  # redelivered, with the end in one batch
+        await sink.write([], [ended])
+        later = AlarmEvent(alarm, "p-1", "m-1", ended_sample=9999, ended_time=1.7e9 + 30)
+        await sink.write([], [later])  # a second end for the same episode is not taken
+        async with pool.acquire() as conn:
+            rows = await conn.fetch("SELECT * FROM alarms WHERE device_id = 'dev-end'")
+            beats = await conn.fetch("SELECT signal_fault FROM beats WHERE device_id = 'dev-end'")
+    finally:
+        await pool.close()
+    assert len(rows) == 1 and rows[0]["end_sample"] == 9000
+    assert rows[0]["end_time"] == datetime.fromtimestamp(1.7e9 + 25, UTC)
+    assert [b["signal_fault"] for b in beats] == ["noise"]
 
 
 async def test_label_outside_aami_classes_is_refused(conn: asyncpg.Connection) -> None:

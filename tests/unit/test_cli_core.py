@@ -40,6 +40,11 @@ def test_evaluate_writes_the_ec57_json_and_plots(tmp_path: Path) -> None:
     alarms = report["alarms"]
     assert set(alarms) == {
         "patient_hours", "alarms_per_hour", "false_alarms_per_hour", "ppv", "kinds", "afib",
+        "technical",
+    }  # fmt: skip
+    assert set(alarms["technical"]) == {
+        "alarms", "alarms_per_hour", "unanalysable_s", "inhibited_alarms",
+        "episodes_in_inhibition",
     }  # fmt: skip
     assert alarms["patient_hours"] == pytest.approx(2 * 1805.56 / 3600, abs=0.01)
     assert set(alarms["kinds"]) == set(CLINICAL_KINDS)
@@ -125,3 +130,6 @@ def test_noise_test_scores_each_snr_and_nstdbs_own_records(tmp_path: Path) -> No
     assert clean["qrs"]["se"] > 0.99 and noisy["records"] == ["119ma06"]
     assert noisy["qrs"]["se"] < clean["qrs"]["se"] or noisy["qrs"]["ppv"] < clean["qrs"]["ppv"]
     assert all(isinstance(r["false_lethal_alarms_per_hour"], float) for r in rows)
+    # muscle noise at 6 dB is partly judged unanalysable (inhibited); the clean record never
+    assert clean["unanalysable_share"] == 0.0 and noisy["unanalysable_share"] > 0.0
+    assert all(isinstance(r["inhibited_alarms"], int) for r in rows)

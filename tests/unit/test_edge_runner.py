@@ -185,8 +185,10 @@ def test_the_edge_the_rest_api_and_the_stream_raise_the_same_alarms(
     x = np.stack([record.lead(name) for name in record.lead_names])
     rest = classify_segment(artifact, x, record.fs, record.lead_names)["alarms"]
     from_rest = {(a["kind"], a["start_sample"], round(a["raised_time_s"] * 360)) for a in rest}
+    stream_ends: list = []
     streamed = {
-        (a.kind, a.start_sample, a.raised_sample) for _, a in _stream_alarms(record, artifact, 1)
+        (a.kind, a.start_sample, a.raised_sample)
+        for _, a in _stream_alarms(record, artifact, 1, ends=stream_ends)
     }
     runner = EdgeRunner(
         load_edge_model(bundle), Outbox(tmp_path / "o.sqlite"), "bed", "", record.fs,
@@ -196,7 +198,19 @@ def test_the_edge_the_rest_api_and_the_stream_raise_the_same_alarms(
     for begin in range(0, x.shape[1], 360):
         edge += runner.push(x[:, begin : begin + 360])[1]
     edge += runner.finish()[1]
-    from_edge = {(e.alarm.kind, e.alarm.start_sample, e.alarm.raised_sample) for e in edge}
+    from_edge = {
+        (e.alarm.kind, e.alarm.start_sample, e.alarm.raised_sample) for e in edge if not e.is_end
+    }
     assert {"vfib", "vtach"} <= {kind for kind, _, _ in from_rest}
     # the segment ends where the others flush too: the same stretch, the same code
     assert from_rest == streamed == from_edge
+    # VF episodes end, and the end is published the same way by all three
+    rest_ends = {
+        (a["kind"], a["start_sample"], round(a["end_time_s"] * 360))
+        for a in rest
+        if a["end_time_s"] is not None
+    }
+    edge_ends = {(e.alarm.kind, e.alarm.start_sample, e.ended_sample) for e in edge if e.is_end}
+    assert "vfib" in {kind for kind, _, _ in rest_ends}
+    assert rest_ends == set(stream_ends) == edge_ends
+    assert len(stream_ends) == len(set(stream_ends))  # each end once

@@ -28,6 +28,7 @@ EXPECTED = {
     "swapped_lead": "gain_change",
     "wrong_fs": "fs_mismatch",
     "flat_line": "flat_line",
+    "lead_off": "lead_off",
 }
 
 

@@ -12,13 +12,6 @@ from ecgstream.noise_stress import millivolts, noise_mask, record_name, snr_db, 
 from ecgstream.records import load_record, load_reference_beats
 
 
-@pytest.fixture(scope="module")
-def nstdb(mitdb_dir: Path) -> Path:
-    path = mitdb_dir.parent / "nstdb"
-    assert (path / "118e06.hea").exists(), f"nstdb records not found in {path}"
-    return path
-
-
 @pytest.mark.parametrize("nominal", [24, 12, 6, 0])
 def test_the_snr_of_physionets_own_records_comes_back(
     mitdb_dir: Path, nstdb: Path, nominal: int

@@ -98,3 +98,39 @@ def test_bad_messages_become_dead_letters_and_the_rest_goes_on(chunks: list[byte
         (1, "invalid_value"),
     ]
     assert ingested.chunks == 20 and ingested.beats
+
+
+def test_a_consumer_that_takes_over_rebuilds_the_fault_and_emits_it_once(
+    mitdb_dir: Path,
+) -> None:
+    """119's electrodes come off at 20 s (both leads at +5 mV). A new owner that replays the
+    look-back (the first 30 chunks) emits no technical alarm again, and its beats after the
+    replay carry the same signal verdicts as the first owner's."""
+    record = load_record(mitdb_dir, "119")
+    digital = record.digital[:, : 360 * 60].copy()
+    rail = np.asarray(record.adc_baseline) + 5.0 * np.asarray(record.adc_gain)
+    digital[:, 360 * 20 : 360 * 32] = np.round(rail).astype(digital.dtype)[:, None]
+    chunks = [
+        encode_chunk(
+            make_chunk(
+                device_id="bed-1", patient_id="pt-1", seq=i, first_sample=i * 360,
+                start_time=1000.0 + i, fs=record.fs, lead_names=record.lead_names,
+                adc_gain=record.adc_gain, adc_baseline=record.adc_baseline,
+                samples=digital[:, i * 360 : (i + 1) * 360],
+            )
+        )
+        for i in range(60)
+    ]  # fmt: skip
+    first = StreamProcessor(PreprocessConfig())
+    ingested = first.ingest(_messages(chunks))
+    assert [t.alarm.evidence["fault"] for t in ingested.technical] == ["lead_off"]
+    expected = {b.sample: b.signal_fault for b in _complete(first, ingested)}
+    assert "lead_off" in expected.values()
+
+    taken_over = StreamProcessor(PreprocessConfig())
+    replayed = taken_over.ingest(_messages(chunks, replay_until=30))
+    assert replayed.technical == []  # raised by the first owner, not again
+    assert [w.first_sample for w in replayed.windows] == [i * 360 for i in range(30, 60)]
+    emitted = _complete(taken_over, replayed)
+    assert emitted and all(expected[b.sample] == b.signal_fault for b in emitted)
+    assert emitted[0].signal_fault == "lead_off"  # still inside the fault after the handover

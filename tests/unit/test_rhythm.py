@@ -148,10 +148,14 @@ def test_scoring_windows_delays_and_af_overlap() -> None:
     assert af["duration_ppv"] == pytest.approx((144000 - 75600) / (180000 - 75600), abs=1e-4)
 
 
-def _stream_alarms(record, model, batch_chunks: int, x_override=None) -> list:  # type: ignore[no-untyped-def]
-    """The stream's alarms of a record sent in 1-second chunks, `batch_chunks` per batch."""
+def _stream_alarms(
+    record, model, batch_chunks: int, x_override=None, processor=None, beats=None, ends=None
+) -> list:  # type: ignore[no-untyped-def]
+    """The stream's alarms of a record sent in 1-second chunks, `batch_chunks` per batch (the
+    beats it wrote are added to `beats`, the AF/VF episode ends it published to `ends` as
+    (kind, start, end sample), when given)."""
     digital = record.digital if x_override is None else x_override
-    processor = StreamProcessor(model.preprocess)
+    processor = processor if processor is not None else StreamProcessor(model.preprocess)
     raised, messages = [], []
     n = digital.shape[1]
     for seq, begin in enumerate(range(0, n, 360)):
@@ -170,11 +174,17 @@ def _stream_alarms(record, model, batch_chunks: int, x_override=None) -> list:  
         messages.append(InputMessage(0, seq, b"bed-1", encode_chunk(chunk), 0))
         if len(messages) < batch_chunks and begin + 360 < n:
             continue
-        _, events = processor.complete_with(
+        results, events = processor.complete_with(
             processor.ingest(messages), model.predict_proba, model.classes, model.version
         )
+        if beats is not None:
+            beats += results
         messages = []
-        raised += [(seq, e.alarm) for e in events]
+        raised += [(seq, e.alarm) for e in events if not e.is_end]
+        if ends is not None:
+            ends += [
+                (e.alarm.kind, e.alarm.start_sample, e.ended_sample) for e in events if e.is_end
+            ]
     return raised
 
 
@@ -213,6 +223,63 @@ def test_the_stream_raises_asystole_at_four_seconds_of_silence(mitdb_dir: Path) 
     # raised with the chunk that holds 4 s of silence plus the detector's 0.26 s look-ahead
     assert seq == int(silent_from + 4.0 + 0.26 + TICK_S)
     assert alarm.severity == "high" and alarm.evidence["silent_s"] >= 4.0
+
+
+def test_a_lead_off_stretch_inhibits_the_alarms_and_raises_the_technical_alarm(
+    mitdb_dir: Path,
+) -> None:
+    """101 with both leads pinned at +5 mV for 20 s (an amplifier at its rail, electrodes
+    off): "cannot analyse ECG", not asystole. The same silence with the leads on (the signal
+    flat at its baseline) is asystole: the test above."""
+    model = load_artifact()
+    record = load_record(mitdb_dir, "101").head(360 * 120)
+    digital = record.digital.copy()
+    rail = np.asarray(record.adc_baseline) + 5.0 * np.asarray(record.adc_gain)
+    digital[:, 360 * 60 : 360 * 80] = np.round(rail).astype(digital.dtype)[:, None]
+    processor = StreamProcessor(model.preprocess)
+    beats: list = []
+    raised = [a for _, a in _stream_alarms(record, model, 1, digital, processor, beats)]
+    technical = [a for a in raised if a.category == "technical"]
+    assert [a.evidence["fault"] for a in technical] == ["lead_off"]
+    lead_off = technical[0]
+    assert lead_off.start_sample == 360 * 60 and lead_off.raised_sample == 360 * 62
+    assert not [a for a in raised if a.kind in ("asystole", "pause")]
+    assert processor.inhibited >= 2  # asystole and pause were due, and held back
+    # after the electrodes are back, ten clean seconds clear the fault: beats are marked
+    # unanalysable until then, and analysable again after
+    marked = [b for b in beats if b.signal_fault is not None]
+    assert marked and all(b.signal_fault == "lead_off" for b in marked)
+    assert all(360 * 61 <= b.sample < 360 * 91 for b in marked)  # (the step back is one)
+    assert [b for b in beats if b.sample > 360 * 91] and all(
+        b.signal_fault is None for b in beats if b.sample > 360 * 91 or b.sample < 360 * 60
+    )
+
+
+def test_muscle_noise_marks_beats_inhibits_alarms_and_the_stream_agrees_with_evaluate(
+    mitdb_dir: Path, nstdb: Path, tmp_path: Path
+) -> None:
+    """119 with the EC57 muscle noise at 0 dB: the noise fault marks beats and holds back the
+    alarms its false beats would raise, identically in the stream and in `evaluate`."""
+    from ecgstream.noise_stress import noise_mask, write_noise_stress
+
+    model = load_artifact()
+    (made,) = write_noise_stress(mitdb_dir, "119", nstdb, "ma", [0], tmp_path)
+    record = load_record(tmp_path, made.name)
+    offline = evaluate_record(model, tmp_path, made.name)
+    processor = StreamProcessor(model.preprocess)
+    beats: list = []
+    streamed = _stream_alarms(record, model, 5, None, processor, beats)
+    key = {(a.kind, a.start_sample, a.raised_sample) for a in offline.alarms}
+    assert {(a.kind, a.start_sample, a.raised_sample) for _, a in streamed} == key
+    score = offline.alarm_score
+    assert score.inhibited_alarms == processor.inhibited > 0
+    assert score.inhibited_s > 300  # of the 15 noisy minutes
+    faults = {a.evidence["fault"] for a in offline.alarms if a.category == "technical"}
+    assert "noise" in faults
+    noisy = noise_mask(record.n_samples, record.fs)
+    marked = [b.sample for b in beats if b.signal_fault == "noise"]
+    assert len(marked) > 200
+    assert np.mean(noisy[marked]) > 0.95  # marked beats lie in the noise
 
 
 def test_a_detection_lead_that_goes_quiet_is_not_asystole_when_the_other_lead_beats(
