@@ -48,6 +48,9 @@ def two_nodes(settings: Settings) -> Iterator[tuple[Settings, Any]]:
 
     if ray.is_initialized():
         ray.shutdown()
+    # Serve kills an HTTP proxy that is not ready in 5 s, three times in a row; on 2 loaded
+    # cores a fresh node's proxy can take longer (CI, 2026-12-02). Its processes inherit this.
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30")
     cluster = Cluster(
         initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False}
     )
