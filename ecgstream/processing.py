@@ -16,7 +16,7 @@ import numpy as np
 from ecgstream.alarms import Alarm, AlarmConfig, ClassifiedBeat, RhythmMonitor
 from ecgstream.errors import RejectReason, WireFormatError
 from ecgstream.messages import AlarmEvent, BeatResult
-from ecgstream.monitoring.signal_quality import DeviceQuality, QualityConfig, inhibiting_fault
+from ecgstream.monitoring.signal_quality import DeviceQuality, QualityConfig, mark_monitor
 from ecgstream.rhythm.ticks import RhythmTick
 from ecgstream.signal.chunk_stats import WindowStats, chunk_stats
 from ecgstream.stream import PatientStream, PreprocessConfig, choose_leads
@@ -169,7 +169,7 @@ class StreamProcessor:
             judged, raised = device.quality.judge(
                 window_stats(chunk, lead_indices[0], x[0], message.timestamp_ms)
             )
-            device.monitor.mark_signal(chunk.first_sample, inhibiting_fault(judged.faults))
+            mark_monitor(device.monitor, [judged])
             if not message.replay:
                 out.windows.append(judged)
                 out.technical += [PendingAlarm(a, chunk.patient_id) for a in raised]

@@ -19,7 +19,7 @@ from ecgstream.alarms import AlarmConfig, ClassifiedBeat, RhythmMonitor
 from ecgstream.edge.bundle import EdgeModel
 from ecgstream.edge.outbox import Outbox
 from ecgstream.messages import AlarmEvent, BeatResult, alarm_message, beat_message
-from ecgstream.monitoring.signal_quality import DeviceQuality, inhibiting_fault
+from ecgstream.monitoring.signal_quality import DeviceQuality, mark_monitor
 from ecgstream.signal.chunk_stats import chunk_stats
 from ecgstream.stream import DetectedBeat, PatientStream, choose_leads
 
@@ -84,7 +84,7 @@ class EdgeRunner:
                 self._origin + first / self.fs, self.patient_id,
             )
         )  # fmt: skip
-        self._monitor.mark_signal(first, inhibiting_fault(judged.faults))
+        mark_monitor(self._monitor, [judged])
         technical = [AlarmEvent(a, self.patient_id, self.model.version) for a in raised]
         return self._complete(self._stream.push(x), received, technical)
 

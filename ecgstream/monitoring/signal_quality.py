@@ -95,10 +95,6 @@ class DeviceQuality:
         self._previous: WindowStats | None = None
         self.active: set[str] = set()
 
-    @property
-    def inhibiting(self) -> str | None:
-        return inhibiting_fault(self.active)
-
     def judge(self, w: WindowStats) -> tuple[WindowStats, list[Alarm]]:
         """`add`, returning the chunk's statistics with the verdict after it."""
         raised = self.add(w)
