@@ -55,6 +55,10 @@ class AlarmConfig:
     pause_s: float = 3.0
     vtach_min_beats: int = 3  # consecutive V beats
     vtach_min_bpm: float = 100.0
+    # a "V" beat whose QRS the second lead does not show (peak-to-peak under this share of the
+    # patient's typical beat there) is a detection in noise: it neither extends nor breaks a
+    # ventricular run (chosen on DS1 CV and the EC57 noise records; decision 77)
+    vtach_second_lead_min: float = 0.67
     svt_min_beats: int = 3  # consecutive S beats
     svt_min_bpm: float = 100.0
     # VF: both signal measures (see rhythm.ventricular) on `vf_ticks` consecutive seconds
@@ -86,6 +90,7 @@ class ClassifiedBeat:
     time_s: float  # unix time of the R peak
     label: str  # N, S, V, F or Q
     rr_prev_s: float | None  # None for a device's first beat
+    second_lead_qrs: float = 1.0  # BeatWindow.second_lead_qrs: is the QRS in the other lead?
 
 
 @dataclass(frozen=True)
@@ -233,6 +238,8 @@ class RhythmMonitor:
             if label == "V"
             else (c.svt_min_beats, c.svt_min_bpm)
         )
+        if label == "V" and beat.label == "V" and beat.second_lead_qrs < c.vtach_second_lead_min:
+            return []  # not seen in the other lead: a detection in noise, skipped
         if beat.label != label:
             self._runs[label] = []
             self._run_active[label] = False
@@ -241,7 +248,7 @@ class RhythmMonitor:
         run.append(beat)
         if self._run_active[label] or len(run) < min_beats:
             return []
-        intervals = [b.rr_prev_s for b in run[1:] if b.rr_prev_s is not None]
+        intervals = [(b.sample - a.sample) / self.fs for a, b in itertools.pairwise(run)]
         if not intervals:
             return []
         bpm = 60.0 / (sum(intervals) / len(intervals))

@@ -118,6 +118,9 @@ class BeatWindow:
     # patient's typical beat
     window: np.ndarray
     rr: np.ndarray  # float32 (n_features,): RR features, and the patient-relative ones (set 2)
+    # QRS peak-to-peak in the last lead cut over the patient's typical beat there: a beat the
+    # detector found in noise of the detection lead has little QRS in the other lead
+    second_lead_qrs: float = 1.0
 
     @property
     def pre_rr_s(self) -> float:
@@ -224,7 +227,10 @@ class BeatExtractor:
         stacked = np.empty((c.channels, c.window), dtype=np.float32)
         stacked[0::2] = window / scale
         stacked[1::2] = (window - typical) / scale
-        return BeatWindow(sample=r, window=stacked, rr=rr)
+        qrs = slice(c.before - c.qrs_before, c.before + c.qrs_after)
+        seen, usual = np.ptp(window[-1, qrs]), np.ptp(typical[-1, qrs])
+        second = max(float(seen), 1e-3) / max(float(usual), 1e-3)
+        return BeatWindow(sample=r, window=stacked, rr=rr, second_lead_qrs=second)
 
     def _patient_features(
         self, window: np.ndarray, dominant: np.ndarray, scale: np.ndarray, pre: float, post: float

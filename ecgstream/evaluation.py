@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgstream.alarms import Alarm, ClassifiedBeat, RhythmMonitor, replay_alarms
+from ecgstream.alarms import Alarm, AlarmConfig, ClassifiedBeat, RhythmMonitor, replay_alarms
 from ecgstream.artifact import ModelArtifact
 from ecgstream.dataset import detect_beats_and_ticks
 from ecgstream.ec57 import RecordScore, score_record
@@ -43,12 +43,17 @@ class RecordResult:
 
 
 def evaluate_record(
-    model: ModelArtifact, data_dir: Path, name: str, chunk_samples: int | None = None
+    model: ModelArtifact,
+    data_dir: Path,
+    name: str,
+    chunk_samples: int | None = None,
+    alarm_config: AlarmConfig | None = None,
 ) -> RecordResult:
     record = load_record(data_dir, name)
     reference = load_reference_beats(data_dir, name)
     lead, beats, ticks = detect_beats_and_ticks(record, model.preprocess, chunk_samples)
     det_samples = np.array([b.device_sample for b in beats], dtype=np.int64)
+    second_lead = np.array([b.features.second_lead_qrs for b in beats], dtype=np.float64)
     if beats:
         windows = np.stack([b.features.window for b in beats])
         rr = np.stack([b.features.rr for b in beats])
@@ -68,11 +73,12 @@ def evaluate_record(
         det_labels[keep_det],
         score_classes=name not in PACED,
     )
-    monitor = RhythmMonitor(name, fs=record.fs)
+    monitor = RhythmMonitor(name, alarm_config, fs=record.fs)
     # the stream judges a device's signal quality per chunk (1 s) before its beats and ticks
     judged, technical = judge_signal(name, record.lead(lead), record.fs, lead)
     mark_monitor(monitor, judged)
-    alarms = replay_alarms(monitor, _classified(det_samples, det_labels, record.fs), ticks)
+    classified = _classified(det_samples, det_labels, record.fs, second_lead)
+    alarms = replay_alarms(monitor, classified, ticks)
     alarms = sorted([*technical, *alarms], key=lambda a: a.raised_sample or a.start_sample)
     episodes = reference_episodes(
         reference.samples,
@@ -105,12 +111,15 @@ def evaluate_record(
     )
 
 
-def _classified(samples: np.ndarray, labels: np.ndarray, fs: float) -> list[ClassifiedBeat]:
+def _classified(
+    samples: np.ndarray, labels: np.ndarray, fs: float, second_lead: np.ndarray
+) -> list[ClassifiedBeat]:
     """The beats as the stream's alarm rules see them (times from the record's start)."""
     beats, previous = [], None
-    for sample, label in zip(samples.tolist(), labels.tolist(), strict=True):
+    rows = zip(samples.tolist(), labels.tolist(), second_lead.tolist(), strict=True)
+    for sample, label, second in rows:
         rr = None if previous is None else (sample - previous) / fs
-        beats.append(ClassifiedBeat(sample, sample / fs, str(label), rr))
+        beats.append(ClassifiedBeat(sample, sample / fs, str(label), rr, second))
         previous = sample
     return beats
 

@@ -55,6 +55,7 @@ class PendingBeat:
     published_ms: int
     replay: bool
     signal_fault: str | None = None  # the signal could not be analysed here (see quality)
+    second_lead_qrs: float = 1.0  # BeatWindow.second_lead_qrs, for the ventricular-run rule
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,7 @@ class StreamProcessor:
                         published_ms=message.timestamp_ms,
                         replay=message.replay,
                         signal_fault=device.monitor.fault_at(beat.device_sample),
+                        second_lead_qrs=beat.features.second_lead_qrs,
                     )
                 )
             out.ticks += [
@@ -235,7 +237,9 @@ class StreamProcessor:
         for beat, label, proba in zip(beats, labels, probabilities, strict=True):
             device = self._devices.get(beat.device_id)
             if device is not None:
-                classified = ClassifiedBeat(beat.sample, beat.time_s, str(label), beat.rr_prev_s)
+                classified = ClassifiedBeat(
+                    beat.sample, beat.time_s, str(label), beat.rr_prev_s, beat.second_lead_qrs
+                )
                 self._rules(
                     device,
                     partial(device.monitor.add, classified),

@@ -26,6 +26,7 @@ class SegmentBeats:
     samples: np.ndarray  # int64, R peaks as sample indices of the segment
     windows: np.ndarray  # float32 (n, channels, window)
     rr: np.ndarray  # float32 (n, n_rr)
+    second_lead_qrs: np.ndarray  # float64 (n,): BeatWindow.second_lead_qrs
     ticks: tuple[RhythmTick, ...] = ()  # the rhythm clock over the segment
     judged: tuple[WindowStats, ...] = ()  # signal quality per second of the detection lead
     technical: tuple[Alarm, ...] = ()  # the sensor faults it raised
@@ -57,6 +58,7 @@ def detect_segment(
         rr=np.stack([b.features.rr for b in beats])
         if beats
         else np.zeros((0, preprocess.beat.n_features), np.float32),
+        second_lead_qrs=np.array([b.features.second_lead_qrs for b in beats], dtype=np.float64),
         ticks=ticks,
         judged=tuple(judged),
         technical=tuple(technical),
@@ -77,11 +79,14 @@ def segment_result(
     mark_monitor(monitor, list(beats.judged))
     out_beats, classified = [], []
     previous: int | None = None
-    for sample, label, proba in zip(beats.samples.tolist(), labels, probabilities, strict=True):
+    rows = zip(
+        beats.samples.tolist(), labels, probabilities, beats.second_lead_qrs.tolist(), strict=True
+    )
+    for sample, label, proba, second in rows:
         time_s = sample / fs
         rr_prev = None if previous is None else (sample - previous) / fs
         previous = sample
-        classified.append(ClassifiedBeat(sample, time_s, label, rr_prev))
+        classified.append(ClassifiedBeat(sample, time_s, label, rr_prev, second))
         out_beats.append(
             {
                 "sample": sample,

@@ -128,7 +128,10 @@ class EdgeRunner:
                         signal_fault=self._monitor.fault_at(sample),
                     )
                 )
-                raised = self._monitor.add(ClassifiedBeat(sample, time_s, str(label), rr_prev))
+                second = beat.features.second_lead_qrs
+                raised = self._monitor.add(
+                    ClassifiedBeat(sample, time_s, str(label), rr_prev, second)
+                )
                 alarms += [AlarmEvent(a, self.patient_id, self.model.version) for a in raised]
         alarms += [
             AlarmEvent(

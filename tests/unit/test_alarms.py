@@ -125,3 +125,25 @@ def test_replaying_the_same_beats_gives_the_same_alarm_ids() -> None:
     beats = _beats("NNNNVVVVNN" * 3, 0.45)
     first = [a.alarm_id for a in _run(beats)]
     assert first and first == [a.alarm_id for a in _run(beats)]
+
+
+def test_a_v_beat_the_second_lead_does_not_show_neither_extends_nor_breaks_a_run() -> None:
+    """A detection in noise of the detection lead (no QRS in the other lead) is skipped by the
+    ventricular-run rule: V ? V is a pair, V V ? V is a run of three at the seen beats' rate."""
+
+    def unseen(beats: list[ClassifiedBeat], *index: int) -> list[ClassifiedBeat]:
+        return [
+            ClassifiedBeat(b.sample, b.time_s, b.label, b.rr_prev_s, 0.3 if i in index else 1.0)
+            for i, b in enumerate(beats)
+        ]
+
+    pair = unseen(_beats("NNNVVVNNN", 0.5), 4)
+    assert [a for a in _run(pair) if a.kind == "vtach"] == []
+    run = unseen(_beats("NNNVVVVNNN", 0.3), 4)  # 0.3 s steps; seen beats 0.6 s apart at 4
+    (alarm,) = [a for a in _run(run) if a.kind == "vtach"]
+    assert alarm.start_sample == run[3].sample
+    assert alarm.evidence["beat_samples"] == [run[3].sample, run[5].sample, run[6].sample]
+    assert alarm.evidence["rate_bpm"] == round(60 / ((0.6 + 0.3) / 2), 1)
+    # the check can be switched off: then the unseen beat counts
+    off = AlarmConfig(vtach_second_lead_min=0.0)
+    assert [a.start_sample for a in _run(pair, off) if a.kind == "vtach"] == [pair[3].sample]

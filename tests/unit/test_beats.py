@@ -25,6 +25,7 @@ def _same(a: list[DetectedBeat], b: list[DetectedBeat]) -> bool:
         p.device_sample == q.device_sample
         and np.array_equal(p.features.window, q.features.window)
         and np.array_equal(p.features.rr, q.features.rr)
+        and p.features.second_lead_qrs == q.features.second_lead_qrs
         for p, q in zip(a, b, strict=True)
     )
 
