@@ -1,0 +1,2 @@
+"""The delivery engine (fetch -> process -> classify -> write -> commit), free of Ray and of any
+service client: the runtime wraps it, unit tests drive it with fakes and crash it at every step."""

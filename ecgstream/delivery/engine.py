@@ -1,0 +1,176 @@
+"""The delivery engine: where a beat enters, is classified, is stored and is committed.
+
+    fetch -> process (decode, detect, features) -> classify -> write (all sinks at once) -> commit
+
+Offsets are committed only after every sink acknowledged the batch, so a crash at any step means
+the batch is fetched again; the sinks' keys make the second write a no-op (`Sink.write`). A
+restarted engine rebuilds its devices' state from the fetcher's look-back (messages marked
+`replay`: processed, nothing emitted). Transient failures are retried with capped backoff and
+counted per step; a `PermanentError` or a programming error stops the engine with the step and
+the cause (`DeliveryHaltedError`): nothing is skipped silently. `run` drains: a stop request
+lets the batch in flight finish and commit. `on_step` sees every step boundary (metrics; the
+unit tests crash the engine there)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+from ecgstream.aami import MODEL_CLASSES
+from ecgstream.delivery.ports import (
+    BatchOutput,
+    Classified,
+    Classifier,
+    Committer,
+    Fetched,
+    Fetcher,
+    Monitor,
+    PermanentError,
+    Processor,
+    Sink,
+)
+
+T = TypeVar("T")
+STEPS = ("fetched", "processed", "classified", "written", "committed")  # plus "written:<sink>"
+PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, AssertionError)
+
+
+class DeliveryHaltedError(Exception):
+    """The engine stopped on a failure retrying cannot fix; the batch was not committed."""
+
+    def __init__(self, step: str, cause: BaseException) -> None:
+        super().__init__(f"{step} failed permanently: {type(cause).__name__}: {cause}")
+        self.step, self.cause = step, cause
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    initial_s: float = 0.2
+    cap_s: float = 5.0
+
+
+class DeliveryEngine:
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        processor: Processor,
+        classifier: Classifier,
+        sinks: Sequence[Sink],
+        committer: Committer,
+        monitor: Monitor | None = None,
+        *,
+        emits_alarms: bool = True,
+        retry: RetryPolicy | None = None,
+        on_step: Callable[[str], None] = lambda step: None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.fetcher, self.processor, self.classifier = fetcher, processor, classifier
+        self.sinks, self.committer, self.monitor = list(sinks), committer, monitor
+        self.emits_alarms = emits_alarms  # a candidate lane's opinion never reaches a nurse
+        self.retry = retry or RetryPolicy()
+        self.on_step, self._sleep = on_step, sleep
+        self.counts: Counter[str] = Counter()  # batches, beats, alarms, dead_letters, ...
+        self.retries: Counter[str] = Counter()  # per step
+        self.stage_s: Counter[str] = Counter()  # wall seconds per step
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver batches until `stop` is set; the batch in flight is finished and committed."""
+        while not stop.is_set():
+            await self.run_once()
+
+    async def run_once(self) -> BatchOutput | None:
+        """One batch through every step; None when the fetcher had nothing."""
+        fetched = await self._step("fetched", self.fetcher.fetch)
+        if fetched is None:
+            return None
+        started = time.perf_counter()
+        out = self._process(fetched)
+        self._mark("processed", started)
+        started = time.perf_counter()
+        await self._classify(out)  # a batch without beats still has ticks and technical alarms
+        self._mark("classified", started)
+        started = time.perf_counter()
+        await asyncio.gather(*(self._write(sink, out) for sink in self.sinks))
+        self._mark("written", started)
+        await self._step("committed", lambda: self.committer.commit(fetched.ends))
+        self._count(out)
+        if self.monitor is not None:
+            try:
+                await self.monitor.observe(out)
+            except Exception:  # statistics are best effort; delivery is not held up for them
+                self.counts["monitor_failures"] += 1
+        return out
+
+    def _process(self, fetched: Fetched) -> BatchOutput:
+        ingested = self.processor.ingest(fetched.messages)
+        payloads = {(m.partition, m.offset): m for m in fetched.messages}
+        letters = [
+            (d, payloads[(d.partition, d.offset)].value)
+            for d in ingested.dead_letters
+            if not payloads[(d.partition, d.offset)].replay
+        ]
+        empty = np.zeros((0, len(MODEL_CLASSES)), np.float32)
+        return BatchOutput([], [], letters, MODEL_CLASSES, ingested, empty, ends=fetched.ends)
+
+    async def _classify(self, out: BatchOutput) -> None:
+        pending = out.ingested.beats
+        classified = Classified(out.probabilities, MODEL_CLASSES, "")
+        if pending:
+            windows = np.stack([b.window for b in pending])
+            rr = np.stack([b.rr for b in pending])
+            classify = self.classifier.classify
+            classified = await self._retrying("classify", lambda: classify(windows, rr))
+        inhibited = self.processor.inhibited
+        out.beats, out.alarms = self.processor.complete(
+            pending,
+            classified.probabilities,
+            classified.classes,
+            classified.model_version,
+            time.time() * 1000,
+            out.ingested.ticks,
+            out.ingested.technical,
+        )
+        out.inhibited = self.processor.inhibited - inhibited
+        out.probabilities, out.classes = classified.probabilities, classified.classes
+        out.served = classified.batch_beats
+        if not self.emits_alarms:
+            out.alarms, out.letters = [], []
+
+    async def _write(self, sink: Sink, out: BatchOutput) -> None:
+        await self._step(f"written:{sink.name}", lambda: sink.write(out))
+
+    async def _step(self, step: str, call: Callable[[], Awaitable[T]]) -> T:
+        started = time.perf_counter()
+        result = await self._retrying(step, call)
+        self._mark(step, started)
+        return result
+
+    def _mark(self, step: str, started: float) -> None:
+        self.stage_s[step] += time.perf_counter() - started
+        self.on_step(step)
+
+    async def _retrying(self, step: str, call: Callable[[], Awaitable[T]]) -> T:
+        delay = self.retry.initial_s
+        while True:
+            try:
+                return await call()
+            except (PermanentError, *PROGRAMMING_ERRORS) as exc:
+                raise DeliveryHaltedError(step, exc) from exc
+            except Exception:
+                self.retries[step] += 1
+                await self._sleep(delay)
+                delay = min(delay * 2, self.retry.cap_s)
+
+    def _count(self, out: BatchOutput) -> None:
+        self.counts["batches"] += 1
+        self.counts["chunks"] += out.ingested.chunks
+        self.counts["duplicates"] += out.ingested.duplicates
+        self.counts["beats"] += len(out.beats)
+        self.counts["alarms"] += sum(not e.is_end for e in out.alarms)
+        self.counts["dead_letters"] += len(out.letters)
