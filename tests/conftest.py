@@ -62,3 +62,28 @@ def nstdb(mitdb_dir: Path) -> Path:
     path = mitdb_dir.parent / "nstdb"
     assert (path / "118e06.hea").exists(), f"nstdb records not found in {path}"
     return path
+
+
+def record_chunks(mitdb_dir: Path, name: str, seconds: int) -> list[bytes]:
+    """The first `seconds` of a real record as encoded 1-s chunks of device "bed-1"."""
+    from ecgstream.records import load_record
+    from ecgstream.wire import encode_chunk, make_chunk
+
+    record = load_record(mitdb_dir, name)
+    return [
+        encode_chunk(
+            make_chunk(
+                device_id="bed-1",
+                patient_id="pt-1",
+                seq=i,
+                first_sample=i * 360,
+                start_time=1000.0 + i,
+                fs=record.fs,
+                lead_names=record.lead_names,
+                adc_gain=record.adc_gain,
+                adc_baseline=record.adc_baseline,
+                samples=record.digital[:, i * 360 : (i + 1) * 360],
+            )
+        )
+        for i in range(seconds)
+    ]

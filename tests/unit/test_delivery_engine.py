@@ -13,9 +13,8 @@ import pytest
 from ecgstream.delivery.engine import DeliveryEngine, DeliveryHaltedError, RetryPolicy
 from ecgstream.delivery.ports import BatchOutput, Classified, Fetched, PermanentError
 from ecgstream.processing import InputMessage, StreamProcessor
-from ecgstream.records import load_record
 from ecgstream.stream import PreprocessConfig
-from ecgstream.wire import encode_chunk, make_chunk
+from tests.conftest import record_chunks
 
 CLASSES = ("N", "S", "V", "F")
 LOOKBACK = 120  # messages (1-s chunks) re-read to rebuild a device's state, as the runtime does
@@ -25,24 +24,7 @@ BATCH = 7  # chunks per fetch
 @pytest.fixture(scope="module")
 def chunks(mitdb_dir: Path) -> list[bytes]:
     """Five minutes of 119 (ventricular bigeminy and trigeminy) as 1-s chunks."""
-    record = load_record(mitdb_dir, "119")
-    return [
-        encode_chunk(
-            make_chunk(
-                device_id="bed-1",
-                patient_id="pt-1",
-                seq=i,
-                first_sample=i * 360,
-                start_time=1000.0 + i,
-                fs=record.fs,
-                lead_names=record.lead_names,
-                adc_gain=record.adc_gain,
-                adc_baseline=record.adc_baseline,
-                samples=record.digital[:, i * 360 : (i + 1) * 360],
-            )
-        )
-        for i in range(300)
-    ]
+    return record_chunks(mitdb_dir, "119", 300)
 
 
 @dataclass

@@ -11,28 +11,12 @@ from ecgstream.processing import InputMessage, StreamProcessor
 from ecgstream.records import load_record
 from ecgstream.stream import PreprocessConfig
 from ecgstream.wire import encode_chunk, make_chunk
+from tests.conftest import record_chunks
 
 
 @pytest.fixture(scope="module")
 def chunks(mitdb_dir: Path) -> list[bytes]:
-    record = load_record(mitdb_dir, "119")
-    return [
-        encode_chunk(
-            make_chunk(
-                device_id="bed-1",
-                patient_id="pt-1",
-                seq=i,
-                first_sample=i * 360,
-                start_time=1000.0 + i,
-                fs=record.fs,
-                lead_names=record.lead_names,
-                adc_gain=record.adc_gain,
-                adc_baseline=record.adc_baseline,
-                samples=record.digital[:, i * 360 : (i + 1) * 360],
-            )
-        )
-        for i in range(60)
-    ]
+    return record_chunks(mitdb_dir, "119", 60)
 
 
 def _messages(chunks: list[bytes], replay_until: int = 0) -> list[InputMessage]:
