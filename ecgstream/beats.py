@@ -105,6 +105,11 @@ class BeatConfig:
         return self.before + self.after
 
     @property
+    def qrs(self) -> slice:
+        """The QRS region of a beat window, where the morphology measures look."""
+        return slice(self.before - self.qrs_before, self.before + self.qrs_after)
+
+    @property
     def n_features(self) -> int:
         return len(feature_names(self.feature_set, self.n_leads))
 
@@ -227,9 +232,7 @@ class BeatExtractor:
         stacked = np.empty((c.channels, c.window), dtype=np.float32)
         stacked[0::2] = window / scale
         stacked[1::2] = (window - typical) / scale
-        qrs = slice(c.before - c.qrs_before, c.before + c.qrs_after)
-        seen, usual = np.ptp(window[-1, qrs]), np.ptp(typical[-1, qrs])
-        second = max(float(seen), 1e-3) / max(float(usual), 1e-3)
+        second = _amplitude_ratio(window[-1, c.qrs], typical[-1, c.qrs])
         return BeatWindow(sample=r, window=stacked, rr=rr, second_lead_qrs=second)
 
     def _patient_features(
@@ -262,13 +265,12 @@ class BeatExtractor:
 
     def _morphology(self, beat: np.ndarray, dominant: np.ndarray, scale: float) -> list[float]:
         c = self.config
-        qrs = slice(c.before - c.qrs_before, c.before + c.qrs_after)
-        x, d = beat[qrs], dominant[qrs]
+        x, d = beat[c.qrs], dominant[c.qrs]
         xc, dc = x - x.mean(), d - d.mean()
         norm = float(np.sqrt((xc @ xc) * (dc @ dc)))
         correlation = float(xc @ dc) / norm if norm > 1e-12 else 0.0
         distance = float(np.sqrt(np.mean((x - d) ** 2))) / scale
-        amplitude = max(float(np.ptp(x)), 1e-3) / max(float(np.ptp(d)), 1e-3)
+        amplitude = _amplitude_ratio(x, d)
         slope = max(float(np.abs(np.diff(x)).max()), 1e-4) / max(
             float(np.abs(np.diff(d)).max()), 1e-4
         )
@@ -327,7 +329,7 @@ class MorphologyClusters:
         self._templates = np.zeros((k, config.n_leads, config.window))
         self._weights = np.zeros(k)
         self._members = np.zeros(k)
-        self._qrs = slice(config.before - config.qrs_before, config.before + config.qrs_after)
+        self._qrs = config.qrs
         self.last_match = 1.0  # share of the weight of the cluster the last beat joined
 
     def dominant(self, window: np.ndarray) -> np.ndarray:
@@ -367,6 +369,11 @@ class MorphologyClusters:
             self._templates[index] += rate * (window - self._templates[index])
             self._weights[index] += 1.0
         self.last_match = float(self._weights[index] / self._weights.sum())
+
+
+def _amplitude_ratio(x: np.ndarray, typical: np.ndarray) -> float:
+    """Peak-to-peak of a beat's QRS over the typical beat's (both floored at 1 µV)."""
+    return max(float(np.ptp(x)), 1e-3) / max(float(np.ptp(typical)), 1e-3)
 
 
 def _width(x: np.ndarray) -> float:

@@ -37,7 +37,6 @@ from ecgstream.delivery.ports import (
 )
 
 T = TypeVar("T")
-STEPS = ("fetched", "processed", "classified", "written", "committed")  # plus "written:<sink>"
 PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, AssertionError)
 
 
