@@ -122,6 +122,10 @@ class KafkaBroker:
     def stop(self) -> bool:
         return self.process.stop()
 
+    def kill(self) -> bool:
+        """SIGKILL (chaos tests): the next start recovers from an unclean shutdown."""
+        return self.process.kill()
+
     def status(self) -> ComponentStatus:
         pid = self.process.pid()
         healthy, detail = False, "not running"

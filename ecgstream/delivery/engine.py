@@ -7,13 +7,16 @@ the batch is fetched again; the sinks' keys make the second write a no-op (`Sink
 restarted engine rebuilds its devices' state from the fetcher's look-back (messages marked
 `replay`: processed, nothing emitted). Transient failures are retried with capped backoff and
 counted per step; a `PermanentError` or a programming error stops the engine with the step and
-the cause (`DeliveryHaltedError`): nothing is skipped silently. `run` drains: a stop request
-lets the batch in flight finish and commit. `on_step` sees every step boundary (metrics; the
-unit tests crash the engine there)."""
+the cause (`DeliveryHaltedError`): nothing is skipped silently. `run` overlaps the CPU work
+with the waits: it fetches and processes up to `depth` batches ahead of the one being
+classified, written and committed (in order, by one task), and drains on a stop request: every
+batch already fetched is finished and committed. `on_step` sees every step boundary (metrics;
+the unit tests crash the engine there)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,6 +39,7 @@ from ecgstream.delivery.ports import (
     Sink,
 )
 
+log = logging.getLogger("ecgstream.delivery")
 T = TypeVar("T")
 PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, AssertionError)
 
@@ -78,33 +82,61 @@ class DeliveryEngine:
         self.retries: Counter[str] = Counter()  # per step
         self.stage_s: Counter[str] = Counter()  # wall seconds per step
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Deliver batches until `stop` is set; the batch in flight is finished and committed."""
-        while not stop.is_set():
-            await self.run_once()
+    async def run(self, stop: asyncio.Event, depth: int = 2) -> None:
+        """Deliver batches until `stop` is set; what was fetched by then is finished and
+        committed. A halt stops the fetching and is raised here; the fetcher and the processor
+        are then ahead of the commits, so they must start over from the committed offsets
+        (as after a crash) before the engine runs again."""
+        queue: asyncio.Queue[BatchOutput | None] = asyncio.Queue(maxsize=depth)
+
+        async def deliver() -> None:
+            while (out := await queue.get()) is not None:
+                await self._deliver(out)
+
+        delivering = asyncio.create_task(deliver())
+        try:
+            while not stop.is_set() and not delivering.done():
+                out = await self._fetch_and_process()
+                if out is not None:
+                    put = asyncio.ensure_future(queue.put(out))
+                    await asyncio.wait({put, delivering}, return_when=asyncio.FIRST_COMPLETED)
+                    put.cancel()
+            if not delivering.done():
+                await queue.put(None)
+            await delivering
+        finally:
+            delivering.cancel()
 
     async def run_once(self) -> BatchOutput | None:
         """One batch through every step; None when the fetcher had nothing."""
+        out = await self._fetch_and_process()
+        if out is not None:
+            await self._deliver(out)
+        return out
+
+    async def _fetch_and_process(self) -> BatchOutput | None:
         fetched = await self._step("fetched", self.fetcher.fetch)
         if fetched is None:
             return None
         started = time.perf_counter()
         out = self._process(fetched)
         self._mark("processed", started)
+        return out
+
+    async def _deliver(self, out: BatchOutput) -> None:
         started = time.perf_counter()
         await self._classify(out)  # a batch without beats still has ticks and technical alarms
         self._mark("classified", started)
         started = time.perf_counter()
         await asyncio.gather(*(self._write(sink, out) for sink in self.sinks))
         self._mark("written", started)
-        await self._step("committed", lambda: self.committer.commit(fetched.ends))
+        await self._step("committed", lambda: self.committer.commit(out.ends))
         self._count(out)
         if self.monitor is not None:
             try:
                 await self.monitor.observe(out)
             except Exception:  # statistics are best effort; delivery is not held up for them
                 self.counts["monitor_failures"] += 1
-        return out
 
     def _process(self, fetched: Fetched) -> BatchOutput:
         ingested = self.processor.ingest(fetched.messages)
@@ -161,8 +193,9 @@ class DeliveryEngine:
                 return await call()
             except (PermanentError, *PROGRAMMING_ERRORS) as exc:
                 raise DeliveryHaltedError(step, exc) from exc
-            except Exception:
+            except Exception as exc:
                 self.retries[step] += 1
+                log.warning("%s failed (%s); retry in %.1f s", step, type(exc).__name__, delay)
                 await self._sleep(delay)
                 delay = min(delay * 2, self.retry.cap_s)
 

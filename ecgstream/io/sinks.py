@@ -5,6 +5,11 @@ of an AF/VF episode an update of its alarm's row. Kafka messages carry the key i
 (`beat_id`; `alarm_id` with `event` "raised" or "ended") so a subscriber can drop the duplicates
 an at-least-once redelivery may produce; PostgreSQL drops them itself (`ON CONFLICT DO NOTHING`,
 `WHERE end_sample IS NULL`).
+
+Each sink is a port of the delivery engine (`write(BatchOutput)`). Failures retrying cannot fix
+are raised as `PermanentError`: PostgreSQL's SQLSTATE classes 28 (credentials), 42 (a missing
+table or column, a missing privilege) and 22 (data the schema rejects); Kafka's authorisation
+and message-size refusals. Connection loss and timeouts stay transient.
 """
 
 from __future__ import annotations
@@ -16,14 +21,25 @@ from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 
+from ecgstream.delivery.ports import BatchOutput, PermanentError
+from ecgstream.io.partition_fetcher import PERMANENT as KAFKA_PERMANENT
 from ecgstream.messages import AlarmEvent, BeatResult, alarm_message, beat_message
 from ecgstream.processing import DeadLetter
 from ecgstream.settings import Settings
 from ecgstream.wire import MAX_MESSAGE_BYTES
 
+POSTGRES_PERMANENT = (
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+    asyncpg.exceptions.SyntaxOrAccessError,
+    asyncpg.exceptions.DataError,
+)
+
 
 class KafkaSink:
+    name = "kafka"
+
     def __init__(
         self, settings: Settings, producer: AIOKafkaProducer, beats_topic: str | None = None
     ) -> None:
@@ -31,7 +47,13 @@ class KafkaSink:
         self._beats_topic = beats_topic or settings.topics.beats
         self._producer = producer
 
-    async def write(
+    async def write(self, out: BatchOutput) -> None:
+        try:
+            await self.send(out.beats, out.alarms, out.letters, out.classes)
+        except (*KAFKA_PERMANENT, MessageSizeTooLargeError) as exc:
+            raise PermanentError(f"Kafka refused the batch: {type(exc).__name__}") from exc
+
+    async def send(
         self,
         beats: Sequence[BeatResult],
         alarms: Sequence[AlarmEvent],
@@ -78,13 +100,24 @@ BEATS_TABLES = ("beats", "beats_shadow", "beats_staging")
 
 
 class PostgresSink:
+    name = "postgres"
+
     def __init__(self, pool: asyncpg.Pool, beats_table: str = "beats") -> None:
         if beats_table not in BEATS_TABLES:  # it is put into SQL text below
             raise ValueError(f"unknown beats table {beats_table!r}")
         self._pool = pool
         self._beats_table = beats_table
 
-    async def write(self, beats: Sequence[BeatResult], alarms: Sequence[AlarmEvent]) -> None:
+    async def write(self, out: BatchOutput) -> None:
+        try:
+            await self.insert(out.beats, out.alarms)
+        except POSTGRES_PERMANENT as exc:
+            raise PermanentError(
+                f"PostgreSQL refused the batch: {type(exc).__name__} "
+                f"(SQLSTATE {exc.sqlstate}): {exc}"
+            ) from exc
+
+    async def insert(self, beats: Sequence[BeatResult], alarms: Sequence[AlarmEvent]) -> None:
         """One transaction per batch; re-delivered keys are ignored."""
         if not beats and not alarms:
             return

@@ -151,8 +151,8 @@ async def single_process(settings: Settings, workload: Workload, prefix: str) ->
                 model.version,
                 time.time() * 1000,
             )
-            await kafka_sink.write(results, alarms, [], model.classes)
-            await pg_sink.write(results, alarms)
+            await kafka_sink.send(results, alarms, [], model.classes)
+            await pg_sink.insert(results, alarms)
             await consumer.commit()
             beats += len(results)
         seconds = time.monotonic() - started

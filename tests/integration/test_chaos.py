@@ -1,7 +1,8 @@
-"""Faults during a replay: the coordinator and a Serve replica are killed; Kafka and PostgreSQL
-are stopped for 20 s. Every beat must still be stored exactly once, no alarm may be repeated,
-and the pipeline must get back to zero lag alone. (A consumer killed: test_pipeline.py; a whole
-Ray node: test_chaos_multinode.py; both marked chaos too.)"""
+"""Faults during a replay: the coordinator and a Serve replica are killed; the Kafka broker and
+PostgreSQL are SIGKILLed and come back 20 s later; a consumer dies exactly between the sinks'
+acknowledgement and the offset commit. Every beat must still be stored exactly once, no alarm
+may be repeated, and the pipeline must get back to zero lag alone. (A consumer killed:
+test_pipeline.py; a whole Ray node: test_chaos_multinode.py; both marked chaos too.)"""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import ray
 
+from actors.naming import namespace
 from actors.pipeline import coordinator_handle
 from cluster.stack import LocalStack
 from ecgstream.settings import Settings
@@ -61,11 +63,32 @@ async def test_serve_replica_killed(pipeline: Settings, mitdb_dir: Path) -> None
     assert str(status.status).endswith("RUNNING")
 
 
+async def test_consumer_dies_between_the_database_commit_and_the_offset_commit(
+    pipeline: Settings, mitdb_dir: Path
+) -> None:
+    """The worst moment to die: both sinks hold the batch, its offsets are not committed. The
+    consumer taking over reads the batch again; PostgreSQL keeps each beat once."""
+    victim: dict[str, str] = {}
+
+    def crash_after_the_writes() -> None:
+        status = ray.get(coordinator_handle().status.remote(), timeout=60)
+        victim["name"] = next(c["name"] for c in status["consumers"] if c.get("devices"))
+        actor = ray.get_actor(victim["name"], namespace=namespace())
+        ray.get(actor.arm_failpoint.remote("written", after_batches=1), timeout=30)
+
+    prefix = f"failpt{uuid.uuid4().hex[:6]}"
+    after = await replay_with_fault(
+        pipeline, mitdb_dir, prefix, crash_after_the_writes, state_kept=False
+    )
+    assert any(f"lost {victim['name']}" in e for e in after["events"])  # it did die there
+    assert victim["name"] not in after["assignment"]
+
+
 async def _outage(
     pipeline: Settings, mitdb: Path, prefix: str, stop: object, start: object
 ) -> None:
-    """Publish a long replay at full speed, take a service away for 20 s while the consumers
-    work through it, bring it back; nothing may be lost or doubled, and the lag drains."""
+    """Publish a long replay at full speed, kill a service while the consumers work through
+    it, bring it back 20 s later; nothing may be lost or doubled, and the lag drains."""
     duration = 600
     expected = offline_reference(mitdb, 3, duration, prefix)
     await replay(pipeline, mitdb, RECORDS, 3, speed=0, duration_s=duration, prefix=prefix)
@@ -82,25 +105,25 @@ async def _outage(
     await wait_for_zero_lag()
 
 
-async def test_postgres_stopped_for_20_seconds(
+async def test_postgres_killed_mid_stream(
     pipeline: Settings, mitdb_dir: Path, stack: LocalStack
 ) -> None:
     def restart() -> None:
         stack.postgres.start()
         stack.postgres.wait_ready()
 
-    prefix = f"pgdown{uuid.uuid4().hex[:6]}"
-    await _outage(pipeline, mitdb_dir, prefix, stack.postgres.stop, restart)
+    prefix = f"pgkill{uuid.uuid4().hex[:6]}"
+    await _outage(pipeline, mitdb_dir, prefix, stack.postgres.kill, restart)
 
 
-async def test_kafka_broker_stopped_for_20_seconds(
+async def test_kafka_broker_killed_mid_stream(
     pipeline: Settings, mitdb_dir: Path, stack: LocalStack
 ) -> None:
     def restart() -> None:
         stack.kafka.start()
         stack.kafka.wait_ready()
 
-    prefix = f"kafkadown{uuid.uuid4().hex[:6]}"
-    await _outage(pipeline, mitdb_dir, prefix, stack.kafka.stop, restart)
+    prefix = f"kafkakill{uuid.uuid4().hex[:6]}"
+    await _outage(pipeline, mitdb_dir, prefix, stack.kafka.kill, restart)
     in_kafka = kafka_beats(await topic_messages(pipeline, pipeline.topics.beats), prefix)
     assert set(in_kafka) == {f"{d}:{s}" for d, s in (await stored_outputs(pipeline, prefix))[0]}

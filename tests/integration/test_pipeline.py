@@ -4,14 +4,17 @@ Kafka + PostgreSQL, compared with the same code run offline in this process."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 
+import asyncpg
 import numpy as np
 import pytest
 import ray
 
 from actors.pipeline import coordinator_handle, monitor_handle
+from cluster.migrate import SINK_ROLE, grant_sink_role
 from ecgstream.io.kafka import make_producer
 from ecgstream.settings import Settings
 from ecgstream.tools.replay import malformed_messages, replay
@@ -127,3 +130,39 @@ async def test_pause_stops_fetching_and_resume_drains_the_backlog(
     assert stored == expected.beats
     after = await wait_for_zero_lag()
     assert after["assignment"] == before["assignment"]  # a pause moves no partition
+
+
+async def test_a_write_retrying_cannot_fix_halts_delivery_until_resumed(
+    pipeline: Settings, mitdb_dir: Path
+) -> None:
+    """PostgreSQL refusing the sink's INSERT (a privilege revoked) is permanent: the consumers
+    that meet it halt with the step and the cause in their status, commit nothing and skip
+    nothing; `resume` after the fix delivers every beat once."""
+    coordinator = coordinator_handle()
+    prefix = f"halt{uuid.uuid4().hex[:6]}"
+    expected = offline_reference(mitdb_dir, 2, 60, prefix)
+    conn = await asyncpg.connect(pipeline.postgres_dsn())
+    await conn.execute(f"REVOKE INSERT ON beats FROM {SINK_ROLE}")
+    try:
+        await replay(pipeline, mitdb_dir, RECORDS, 2, speed=0, duration_s=60, prefix=prefix)
+        deadline = time.monotonic() + 60
+        halted: list[dict] = []
+        while not halted and time.monotonic() < deadline:
+            await asyncio.sleep(1)
+            status = ray.get(coordinator.status.remote(), timeout=60)
+            halted = [c for c in status["consumers"] if c.get("halted")]
+        assert halted, status
+        assert "written:postgres failed permanently" in halted[0]["halted"]
+        assert "InsufficientPrivilegeError" in halted[0]["halted"]
+        await asyncio.sleep(3)
+        status = ray.get(coordinator.status.remote(), timeout=60)
+        assert sum(sum(c["lag"].values()) for c in status["consumers"]) > 0  # not skipped
+        assert (await stored_outputs(pipeline, prefix))[0] == {}
+    finally:
+        await grant_sink_role(conn)
+        await conn.close()
+        ray.get(coordinator.resume.remote(), timeout=120)
+    stored = await wait_for_beats(pipeline, prefix, len(expected.beats), timeout_s=120)
+    assert stored == expected.beats
+    after = await wait_for_zero_lag()
+    assert not any(c.get("halted") for c in after["consumers"])

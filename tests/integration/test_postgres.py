@@ -73,11 +73,11 @@ async def test_the_sink_writes_marked_beats_and_an_episode_end_once(settings: Se
             await conn.execute("DELETE FROM alarms WHERE device_id = 'dev-end'")
             await conn.execute("DELETE FROM beats WHERE device_id = 'dev-end'")
         sink = PostgresSink(pool)
-        await sink.write([beat], [raised])
-        await sink.write([beat], [raised, ended])  # redelivered, with the end in one batch
-        await sink.write([], [ended])
+        await sink.insert([beat], [raised])
+        await sink.insert([beat], [raised, ended])  # redelivered, with the end in one batch
+        await sink.insert([], [ended])
         later = AlarmEvent(alarm, "p-1", "m-1", ended_sample=9999, ended_time=1.7e9 + 30)
-        await sink.write([], [later])  # a second end for the same episode is not taken
+        await sink.insert([], [later])  # a second end for the same episode is not taken
         async with pool.acquire() as conn:
             rows = await conn.fetch("SELECT * FROM alarms WHERE device_id = 'dev-end'")
             beats = await conn.fetch("SELECT signal_fault FROM beats WHERE device_id = 'dev-end'")

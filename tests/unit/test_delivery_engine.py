@@ -43,10 +43,12 @@ class FakeFetcher:
         self.log = log
         self.position = max(0, log.committed - LOOKBACK)
         self.replay_until = log.committed
+        self.exhausted = asyncio.Event()
 
     async def fetch(self) -> Fetched | None:
         taken = self.log.values[self.position : self.position + BATCH]
         if not taken:
+            self.exhausted.set()
             return None
         messages = [
             InputMessage(
@@ -130,7 +132,12 @@ def _engine(log: FakeLog, store: FakeStore, topic: FakeTopic, **kwargs) -> Deliv
     )
 
 
-async def _drain(engine: DeliveryEngine) -> None:
+async def _drain(engine: DeliveryEngine, pipelined: bool = False) -> None:
+    """Deliver the whole log: batch by batch, or as `run` does (fetching ahead), stopped once
+    the fetcher has nothing more."""
+    if pipelined:
+        await engine.run(engine.fetcher.exhausted)
+        return
     while await engine.run_once() is not None:
         pass
 
@@ -162,11 +169,17 @@ def test_an_uninterrupted_run_stores_every_beat_and_its_alarms(
      "committed"],
 )  # fmt: skip
 @pytest.mark.parametrize("batch", [2, 19, 36])
+@pytest.mark.parametrize("pipelined", [False, True], ids=["one-by-one", "fetching-ahead"])
 def test_a_crash_at_any_step_loses_and_doubles_nothing(
-    chunks: list[bytes], reference: tuple[FakeStore, FakeTopic], step: str, batch: int
+    chunks: list[bytes],
+    reference: tuple[FakeStore, FakeTopic],
+    step: str,
+    batch: int,
+    pipelined: bool,
 ) -> None:
     """Crash the engine at `step` of its `batch`-th batch, start a new one (fresh state, the
-    look-back replayed) on the same log and store: the store equals the uninterrupted run's."""
+    look-back replayed) on the same log and store: the store equals the uninterrupted run's.
+    Fetching ahead, the crash also loses the batches fetched and processed but not committed."""
     expected, _ = reference
     log, store, topic = FakeLog(chunks), FakeStore(), FakeTopic()
     seen = {"batches": 0}
@@ -178,9 +191,9 @@ def test_a_crash_at_any_step_loses_and_doubles_nothing(
             raise Crash(boundary)
 
     with pytest.raises(Crash):
-        asyncio.run(_drain(_engine(log, store, topic, on_step=crash_at)))
+        asyncio.run(_drain(_engine(log, store, topic, on_step=crash_at), pipelined))
     assert log.committed < len(chunks)
-    asyncio.run(_drain(_engine(log, store, topic)))
+    asyncio.run(_drain(_engine(log, store, topic), pipelined))
     assert log.committed == len(chunks)
     assert store.beats == expected.beats  # 0 lost, 0 doubled, the same classes
     assert store.alarms == expected.alarms
@@ -219,8 +232,30 @@ def test_a_stop_request_finishes_and_commits_the_batch_in_flight(chunks: list[by
             stop.set()  # SIGTERM arrives while the third batch is being processed
 
     engine = _engine(log, store, topic, on_step=stop_while_classifying)
-    asyncio.run(engine.run(stop))
-    assert engine.counts["batches"] == 3 and log.committed == 3 * BATCH
+    asyncio.run(engine.run(stop, depth=1))
+    # fetching ahead, the batches fetched by then are finished and committed too: none is left
+    # processed but uncommitted, and nothing after them was fetched
+    assert engine.counts["batches"] >= 3
+    assert log.committed == engine.counts["batches"] * BATCH == engine.fetcher.position
+
+
+def test_fetching_ahead_stores_what_one_by_one_stores(
+    chunks: list[bytes], reference: tuple[FakeStore, FakeTopic]
+) -> None:
+    expected, expected_topic = reference
+    log, store, topic = FakeLog(chunks), FakeStore(), FakeTopic()
+    asyncio.run(_drain(_engine(log, store, topic), pipelined=True))
+    assert store == expected and topic.beat_ids == expected_topic.beat_ids
+
+
+def test_a_halt_while_fetching_ahead_stops_the_fetching(chunks: list[bytes]) -> None:
+    log, store, topic = FakeLog(chunks[:60]), FakeStore(), FakeTopic()
+    store.fail_next = [PermanentError("permission denied for table beats")]
+    engine = _engine(log, store, topic)
+    with pytest.raises(DeliveryHaltedError, match="written:postgres"):
+        asyncio.run(engine.run(asyncio.Event(), depth=2))
+    assert log.committed == 0
+    assert engine.fetcher.position <= 4 * BATCH  # the first batch, and at most depth + 1 more
 
 
 def test_bad_messages_reach_the_sinks_as_dead_letters_once(chunks: list[bytes]) -> None:
