@@ -1,9 +1,9 @@
 """Consumer actor: the Ray shell around the delivery engine (`ecgstream/delivery/engine.py`,
 where a beat enters, is classified, is stored and is committed).
 
-The actor owns the clients (one aiokafka consumer and producer, an asyncpg pool, the lane's
-Serve handle) under one exit stack, the partitions the coordinator assigns, and the patients'
-state. It changes its assignment, pauses and drains only between batches: it stops the
+The actor owns the clients (an aiokafka consumer, a transactional producer, an asyncpg pool,
+the lane's Serve handle) under one exit stack, the partitions the coordinator assigns, and the
+patients' state. It changes its assignment, pauses and drains only between batches: it stops the
 engine's loop, which finishes and commits every batch already fetched, and starts it again.
 A failure retrying cannot fix halts delivery for this consumer's partitions with the cause in
 `stats()["halted"]` and the log (nothing is skipped); the partitions' lag then grows, which the
@@ -29,7 +29,9 @@ from actors.lanes import lane as lane_named
 from actors.monitor_feed import MonitorFeed
 from ecgstream.artifact import load_artifact
 from ecgstream.delivery.engine import DeliveryEngine, DeliveryHaltedError
+from ecgstream.delivery.ports import Committer, Sink
 from ecgstream.io.kafka import make_consumer, make_producer
+from ecgstream.io.kafka_transactions import TransactionalKafkaCommitter, transactional_producer
 from ecgstream.io.partition_fetcher import PartitionFetcher
 from ecgstream.io.sinks import KafkaSink, PostgresSink
 from ecgstream.processing import StreamProcessor
@@ -91,7 +93,6 @@ class ConsumerActor:
         consumer = await clients.enter_async_context(
             make_consumer(settings, group_id=lane.consumer_group, max_poll_records=MAX_RECORDS)
         )
-        producer = await clients.enter_async_context(make_producer(settings))
         pool = await clients.enter_async_context(
             asyncpg.create_pool(
                 settings.postgres_dsn("sink"), min_size=1, max_size=2, command_timeout=30
@@ -104,10 +105,21 @@ class ConsumerActor:
             lookback_s=LOOKBACK_S,
             max_records=MAX_RECORDS,
         )
-        sinks = [
-            KafkaSink(settings, producer, beats_topic=lane.beats_topic),
-            PostgresSink(pool, beats_table=lane.beats_table),
-        ]
+        postgres = PostgresSink(pool, beats_table=lane.beats_table)
+        new_sink = lambda p: KafkaSink(settings, p, beats_topic=lane.beats_topic)  # noqa: E731
+        committer: Committer = self._fetcher
+        if settings.kafka.transactions:  # Kafka after PostgreSQL, with the offsets, in one txn
+            committer = TransactionalKafkaCommitter(
+                lambda: transactional_producer(settings, self.name),
+                new_sink,
+                lane.samples_topic,
+                lane.consumer_group,
+            )
+            clients.push_async_callback(committer.close)
+            sinks: list[Sink] = [postgres]
+        else:  # both sinks at once, then the offsets: at-least-once Kafka outputs
+            producer = await clients.enter_async_context(make_producer(settings))
+            sinks = [new_sink(producer), postgres]
         retries = lambda: sum(self._engine.retries.values()) if self._engine else 0  # noqa: E731
         self._feed = MonitorFeed(self._fetcher.lag, retries) if lane.feeds_monitor else None
         self._engine = DeliveryEngine(
@@ -115,7 +127,7 @@ class ConsumerActor:
             self._processor,
             ServeClassifier(serve.get_app_handle(lane.serve_app)),
             sinks,
-            self._fetcher,
+            committer,
             self._feed,
             emits_alarms=lane.raises_alarms,
             on_step=self._on_step,
@@ -244,6 +256,7 @@ class ConsumerActor:
             "devices": self._processor.devices,
             "beats_per_s": beats_per_s,
             "paused": self._paused,
+            "transactions": self._settings.kafka.transactions,
             "halted": self._halted,
             "stage_seconds": (
                 {k: round(v, 3) for k, v in engine.stage_s.items()} if engine else {}

@@ -25,6 +25,7 @@ from actors.consumer import ConsumerActor
 from actors.lanes import lane as lane_named
 from actors.naming import namespace
 from ecgstream.io.kafka import make_admin
+from ecgstream.io.kafka_transactions import fence
 from ecgstream.settings import Settings
 
 log = logging.getLogger("ecgstream.coordinator")
@@ -33,6 +34,7 @@ COORDINATOR_NAME = lane_named("production").coordinator_name
 CHECK_INTERVAL_S = 2.0
 PING_TIMEOUT_S = 10.0
 START_TIMEOUT_S = 60.0
+FENCE_TIMEOUT_S = 20.0
 MAX_CONSUMER_GENERATIONS = 512  # consumer names are never reused; a restart scans this many
 
 
@@ -58,6 +60,7 @@ class Coordinator:
         self._started = time.time()
         self._next_index = 0
         self._paused = False
+        self._lost: set[str] = set()  # consumers whose partitions wait for them to be fenced
         self._refill_after = 0.0  # monotonic time of the next try to refill a degraded pool
 
     async def start(self) -> dict[str, Any]:
@@ -88,14 +91,25 @@ class Coordinator:
         for name in sorted(self._consumers)[pool_size:]:
             actor = self._consumers.pop(name)
             self._assignment.pop(name, None)
-            with contextlib.suppress(Exception):
-                await actor.assign.remote([])
+            try:
+                await actor.assign.remote([])  # its batches are committed before it goes
                 await actor.stop.remote()
+            except Exception:
+                self._lost.add(name)  # not drained: fenced before its partitions move
             ray.kill(actor, no_restart=True)
             self._event(f"removed {name}")
         await self._ensure_pool()
-        await self._rebalance("scale")
+        if not self._lost or await self._fence_lost():
+            await self._rebalance("scale")  # else the watch round does, once they are fenced
         return await self.status()
+
+    async def reconfigure(self, settings_json: str) -> dict[str, Any]:
+        """Replace every consumer by one started with these settings (e.g. Kafka transactions
+        off for a benchmark's comparison); each old one drains and commits first."""
+        size = self._pool_size
+        await self.scale(0)
+        self._settings_json, self._settings = settings_json, Settings.from_json(settings_json)
+        return await self.scale(size)
 
     async def shutdown(self) -> None:
         if self._task is not None:
@@ -230,13 +244,17 @@ class Coordinator:
                     await asyncio.wait_for(actor.ping.remote(), PING_TIMEOUT_S)
                 except Exception:
                     dead.append(name)
-            if dead:
-                for name in dead:
-                    self._consumers.pop(name, None)
-                    self._assignment.pop(name, None)
-                    self._event(f"lost {name}")
+            for name in dead:
+                actor = self._consumers.pop(name)
+                self._assignment.pop(name, None)
+                with contextlib.suppress(Exception):
+                    ray.kill(actor, no_restart=True)
+                self._lost.add(name)
+                self._event(f"lost {name}")
             try:
-                if dead:  # the survivors take the partitions at once
+                if self._lost:  # the survivors take the partitions once the lost are fenced
+                    if not await self._fence_lost():
+                        continue
                     await self._rebalance("consumer lost")
                 degraded = len(self._consumers) < self._pool_size
                 if degraded and time.monotonic() >= self._refill_after:
@@ -244,6 +262,21 @@ class Coordinator:
                     await self._rebalance("pool refilled")
             except Exception as exc:  # retried on the next round
                 log.warning("recovery failed: %s", exc)
+
+    async def _fence_lost(self) -> bool:
+        """Fence the lost consumers' transactional ids (their open transactions are aborted,
+        later commits refused), so that one declared lost while still running cannot publish
+        a batch its partitions' new owner publishes too. False while the broker refuses."""
+        for name in sorted(self._lost):
+            if self._settings.kafka.transactions:
+                try:
+                    await asyncio.wait_for(fence(self._settings, name), FENCE_TIMEOUT_S)
+                except Exception as exc:
+                    self._event(f"could not fence {name} yet ({type(exc).__name__})")
+                    return False
+                self._event(f"fenced {name}")
+            self._lost.discard(name)
+        return True
 
     def _event(self, text: str) -> None:
         self._events.append(f"{time.strftime('%H:%M:%S')} {text}")

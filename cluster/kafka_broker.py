@@ -186,6 +186,10 @@ class KafkaBroker:
             "offsets.topic.replication.factor": "1",
             "transaction.state.log.replication.factor": "1",
             "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            # a dead consumer's unfenced transaction is aborted within about a second of its
+            # timeout (default 10 s), not up to 10 s later: read_committed readers wait on it
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",

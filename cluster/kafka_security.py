@@ -6,7 +6,8 @@ Listeners (all on 127.0.0.1):
 - `CONTROLLER` (SSL, client certificate required): only the broker itself holds one.
 
 Principals and what the ACLs let each do (everything else is denied):
-- `pipeline`: read ecg.samples (and staging), write the output topics, use `ecgstream-` groups;
+- `pipeline`: read ecg.samples (and staging), write the output topics, use `ecgstream-` groups,
+  and commit in transactions as `ecgstream-consumer-` ids (one per consumer actor);
 - `device`: write ecg.samples, nothing else;
 - `subscriber` (nursing stations): read ecg.beats and ecg.alerts, use `station-` groups;
 - `edge`: an edge runner forwarding its results: write and read back beats and alerts in its own
@@ -151,6 +152,8 @@ class KafkaSecurity:
             Grant("pipeline", read, "topic", inputs),
             Grant("pipeline", write, "topic", outputs),
             Grant("pipeline", read, "group", ("ecgstream-",), prefixed=True),
+            # a consumer actor's transactional id is its name (ecgstream/io/kafka_transactions)
+            Grant("pipeline", write, "transactional-id", ("ecgstream-consumer-",), prefixed=True),
             Grant("device", write, "topic", (topics.samples,)),
             Grant("subscriber", read, "topic", (topics.beats, topics.alerts)),
             Grant("subscriber", read, "group", ("station-",), prefixed=True),

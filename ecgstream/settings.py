@@ -61,6 +61,19 @@ class KafkaSettings(_Frozen):
     )
     client_id: str = "ecgstream"
     request_timeout_ms: int = Field(15_000, ge=1_000)
+    transactions: bool = Field(
+        True,
+        description="publish each batch's beats, alarms and dead letters and commit its input "
+        "offsets in one Kafka transaction (read_committed subscribers see each once); false = "
+        "at-least-once outputs, deduplicated by key",
+    )
+    transaction_timeout_ms: int = Field(
+        10_000,
+        ge=1_000,
+        description="the broker aborts a transaction open this long (a consumer that died "
+        "mid-batch holds its output partitions' read_committed readers back at most this long "
+        "when nobody fences it first)",
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] | None = Field(
         None,
         description="unset = the local stack's mode: SASL_SSL after `cluster up --secure`, "

@@ -54,6 +54,9 @@ def pipeline(
     latency_patients: int = typer.Option(
         50, min=1, help="with --no-realtime: twice the load the latency is measured at"
     ),
+    compare_transactions: bool = typer.Option(
+        True, help="also time the pipeline with Kafka transactions off (their cost)"
+    ),
 ) -> None:
     """Pipeline throughput vs the bare model and a single-process consumer, the real-time
     capacity and the latency at half of it, on the real stack (needs `ecgstream cluster up`
@@ -74,6 +77,7 @@ def pipeline(
             repeats=repeats,
             fallback_latency_patients=latency_patients,
             on_step=lambda step: console.print(f"[dim]measuring: {step}[/]"),
+            compare_transactions=compare_transactions,
         )
     )
     _emit(result, json_out)

@@ -130,7 +130,7 @@ class DeliveryEngine:
         started = time.perf_counter()
         await asyncio.gather(*(self._write(sink, out) for sink in self.sinks))
         self._mark("written", started)
-        await self._step("committed", lambda: self.committer.commit(out.ends))
+        await self._step("committed", lambda: self.committer.commit(out))
         self._count(out)
         if self.monitor is not None:
             try:

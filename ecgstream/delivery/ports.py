@@ -72,7 +72,10 @@ class Sink(Protocol):
 
 
 class Committer(Protocol):
-    async def commit(self, ends: dict[int, int]) -> None: ...
+    async def commit(self, out: BatchOutput) -> None:
+        """Mark the batch's input consumed (`out.ends`); a transactional committer also
+        publishes the batch's outputs in the same transaction."""
+        ...
 
 
 class Monitor(Protocol):

@@ -22,7 +22,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from ecgstream.delivery.ports import Fetched, PermanentError
+from ecgstream.delivery.ports import BatchOutput, Fetched, PermanentError
 from ecgstream.processing import InputMessage
 
 T = TypeVar("T")
@@ -90,8 +90,8 @@ class PartitionFetcher:
             ends[tp.partition] = records[-1].offset + 1
         return Fetched(messages, ends) if messages else None
 
-    async def commit(self, ends: dict[int, int]) -> None:
-        offsets = {TopicPartition(self._topic, p): o for p, o in ends.items()}
+    async def commit(self, out: BatchOutput) -> None:
+        offsets = {TopicPartition(self._topic, p): o for p, o in out.ends.items()}
         await classified(lambda: self._consumer.commit(offsets))
 
     async def lag(self) -> dict[int, int]:

@@ -1,10 +1,11 @@
 """Where results go: Kafka topics for subscribers and PostgreSQL for the record.
 
-Both writes are idempotent by key: a beat is (device, sample), an alarm its alarm id, the end
-of an AF/VF episode an update of its alarm's row. Kafka messages carry the key in the payload
-(`beat_id`; `alarm_id` with `event` "raised" or "ended") so a subscriber can drop the duplicates
-an at-least-once redelivery may produce; PostgreSQL drops them itself (`ON CONFLICT DO NOTHING`,
-`WHERE end_sample IS NULL`).
+PostgreSQL writes are idempotent by key: a beat is (device, sample), an alarm its alarm id, the
+end of an AF/VF episode an update of its alarm's row (`ON CONFLICT DO NOTHING`, `WHERE
+end_sample IS NULL`). Kafka messages carry the key in the payload (`beat_id`; `alarm_id` with
+`event` "raised" or "ended"): with transactions (`kafka_transactions.py`, the default) a
+read_committed subscriber sees each once; without, a redelivered batch appears twice and
+subscribers drop the repeats by key.
 
 Each sink is a port of the delivery engine (`write(BatchOutput)`). Failures retrying cannot fix
 are raised as `PermanentError`: PostgreSQL's SQLSTATE classes 28 (credentials), 42 (a missing

@@ -202,6 +202,20 @@ async def pipeline_run(
     }
 
 
+async def _pipeline_without_transactions(settings: Settings, workload: Workload) -> dict[str, Any]:
+    """One throughput run with the consumers restarted without Kafka transactions (outputs
+    at-least-once), then restarted as they were: the transactions' cost, in the same run."""
+    from actors.pipeline import coordinator_handle
+
+    kafka = settings.kafka.model_copy(update={"transactions": False})
+    coordinator = coordinator_handle()
+    await coordinator.reconfigure.remote(settings.model_copy(update={"kafka": kafka}).to_json())
+    try:
+        return await pipeline_run(settings, workload, f"bplain{uuid.uuid4().hex[:6]}", coordinator)
+    finally:
+        await coordinator.reconfigure.remote(settings.to_json())
+
+
 LATENCY_RECORDS = ("101", "106", "119", "208")
 REALTIME_P99_LIMIT_MS = 1500.0
 
@@ -353,6 +367,7 @@ async def bench_pipeline(
     repeats: int = 3,
     fallback_latency_patients: int = 50,
     on_step: Callable[[str], None] = lambda step: None,
+    compare_transactions: bool = True,
 ) -> dict[str, Any]:
     """Every figure of issue #5 in one run. Throughput runs alternate baseline and pipeline
     `repeats` times and report medians (this machine's speed drifts by 10-20 % minute to
@@ -361,7 +376,8 @@ async def bench_pipeline(
 
     on_step("bare model")
     bare = bare_model_beats_per_s(load_artifact(), settings)
-    singles, pipes = [], []
+    singles, pipes, plain = [], [], []
+    compare_transactions = compare_transactions and settings.kafka.transactions
     for repeat in range(repeats):
         on_step(f"single-process baseline ({repeat + 1}/{repeats})")
         singles.append(await single_process(settings, workload, f"bsingle{uuid.uuid4().hex[:6]}"))
@@ -371,8 +387,12 @@ async def bench_pipeline(
                 settings, workload, f"bpipe{uuid.uuid4().hex[:6]}", coordinator_handle()
             )
         )
+        if compare_transactions:
+            on_step(f"pipeline without Kafka transactions ({repeat + 1}/{repeats})")
+            plain.append(await _pipeline_without_transactions(settings, workload))
     single_rate = float(np.median([r["beats_per_s"] for r in singles]))
     pipe_rate = float(np.median([r["beats_per_s"] for r in pipes]))
+    plain_rate = float(np.median([r["beats_per_s"] for r in plain])) if plain else None
     realtime_patients, realtime_runs = None, []
     if realtime is not None:
         realtime_patients, realtime_runs = await find_realtime_patients(
@@ -388,10 +408,15 @@ async def bench_pipeline(
         "realtime_patients": realtime_patients,
         "latency_p50_ms": latency["latency_p50_ms"],
         "latency_p99_ms": latency["latency_p99_ms"],
-        "lost": sum(r["lost"] for r in pipes),
-        "duplicates": sum(r["duplicates"] for r in pipes),
+        "lost": sum(r["lost"] for r in pipes + plain),
+        "duplicates": sum(r["duplicates"] for r in pipes + plain),
         "pipeline_vs_single_process": round(pipe_rate / single_rate, 2),
         "pipeline_vs_bare_model": round(pipe_rate / bare, 3),
+        "transactions": settings.kafka.transactions,
+        "pipeline_without_transactions_beats_per_s": (
+            None if plain_rate is None else round(plain_rate, 1)
+        ),
+        "transactions_vs_without": None if plain_rate is None else round(pipe_rate / plain_rate, 3),
         "cpus": settings.local.ray_num_cpus if settings.ray.address is None else None,
         "details": {
             "workload": {
@@ -402,6 +427,7 @@ async def bench_pipeline(
             },
             "single_process_runs": singles,
             "pipeline_runs": pipes,
+            "pipeline_runs_without_transactions": plain,
             "realtime_runs": realtime_runs,
             "latency_load": latency,
             "realtime_definition": (

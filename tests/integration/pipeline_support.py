@@ -90,6 +90,24 @@ def kafka_beats(messages: list, prefix: str) -> dict[str, list[str]]:
     return by_id
 
 
+async def assert_kafka_outputs_once(
+    settings: Settings, prefix: str, beats: set[tuple[str, int]], alarm_ids: list[str]
+) -> None:
+    """What a read_committed subscriber reads: every stored beat and alarm, each once."""
+    in_kafka = kafka_beats(await topic_messages(settings, settings.topics.beats), prefix)
+    assert set(in_kafka) == {f"{d}:{s}" for d, s in beats}
+    doubled = sorted(k for k, labels in in_kafka.items() if len(labels) > 1)
+    assert not doubled, f"{len(doubled)} beats read twice, e.g. {doubled[:3]}"
+    raised = [
+        alarm["alarm_id"]
+        for alarm in map(
+            json.loads, (m.value for m in await topic_messages(settings, settings.topics.alerts))
+        )
+        if alarm["device"].startswith(f"{prefix}-") and alarm["event"] == "raised"
+    ]
+    assert sorted(raised) == sorted(alarm_ids)
+
+
 def assert_no_repeated_alarm(alarm_ids: list[str]) -> None:
     """One alarm per episode: an id at most once, and no kind raised twice for one device
     within a minute (a rebuilt state re-raising an episode it had already reported)."""
@@ -140,8 +158,7 @@ async def replay_with_fault(
         agreement = np.mean([stored[k] == expected.beats[k] for k in expected.beats])
         assert agreement > 0.99
         assert_no_repeated_alarm(alarms)
-    in_kafka = kafka_beats(await topic_messages(pipeline, pipeline.topics.beats), prefix)
-    assert set(in_kafka) == {f"{d}:{s}" for d, s in expected.beats}
+    await assert_kafka_outputs_once(pipeline, prefix, set(stored), alarms)
     return await wait_for_zero_lag()
 
 

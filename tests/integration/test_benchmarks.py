@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from actors.pipeline import coordinator_handle
 from ecgstream.settings import Settings
 from ecgstream.tools.bench_pipeline import RealtimeSearch, Workload, bench_pipeline
 from ecgstream.tools.bench_soak import bench_soak
@@ -31,6 +32,12 @@ async def test_bench_pipeline_reports_every_figure(pipeline: Settings) -> None:
     )
     assert set(result) >= ISSUE_KEYS
     assert result["lost"] == 0 and result["duplicates"] == 0
+    # the same workload with the consumers restarted without transactions, and back again
+    assert result["transactions"] is True
+    assert result["pipeline_without_transactions_beats_per_s"] > 0
+    assert len(result["details"]["pipeline_runs_without_transactions"]) == 1
+    status = await coordinator_handle().status.remote()
+    assert all(c["transactions"] for c in status["consumers"]), status
     for key in ("bare_model_beats_per_s", "single_process_beats_per_s", "pipeline_beats_per_s"):
         assert result[key] > 0
     # 10 and 20 patients are far below this pipeline's capacity: both loads keep up

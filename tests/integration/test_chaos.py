@@ -1,7 +1,8 @@
 """Faults during a replay: the coordinator and a Serve replica are killed; the Kafka broker and
 PostgreSQL are SIGKILLed and come back 20 s later; a consumer dies exactly between the sinks'
-acknowledgement and the offset commit. Every beat must still be stored exactly once, no alarm
-may be repeated, and the pipeline must get back to zero lag alone. (A consumer killed:
+acknowledgement and the offset commit. Every beat must still be stored exactly once, and read
+exactly once from Kafka by a read_committed subscriber; no alarm may be repeated, and the
+pipeline must get back to zero lag alone. (A consumer killed:
 test_pipeline.py; a whole Ray node: test_chaos_multinode.py; both marked chaos too.)"""
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ from ecgstream.settings import Settings
 from ecgstream.tools.replay import replay
 from tests.integration.pipeline_support import (
     RECORDS,
-    kafka_beats,
+    assert_kafka_outputs_once,
     offline_reference,
     replay_with_fault,
     stored_outputs,
-    topic_messages,
     wait_for_beats,
     wait_for_zero_lag,
 )
@@ -66,8 +66,10 @@ async def test_serve_replica_killed(pipeline: Settings, mitdb_dir: Path) -> None
 async def test_consumer_dies_between_the_database_commit_and_the_offset_commit(
     pipeline: Settings, mitdb_dir: Path
 ) -> None:
-    """The worst moment to die: both sinks hold the batch, its offsets are not committed. The
-    consumer taking over reads the batch again; PostgreSQL keeps each beat once."""
+    """The worst moment to die: PostgreSQL holds the batch, its Kafka transaction (outputs and
+    offsets) is not committed. The coordinator fences the dead consumer's transactional id, the
+    consumer taking over reads the batch again; PostgreSQL keeps each beat once and a
+    read_committed reader sees each once."""
     victim: dict[str, str] = {}
 
     def crash_after_the_writes() -> None:
@@ -81,6 +83,7 @@ async def test_consumer_dies_between_the_database_commit_and_the_offset_commit(
         pipeline, mitdb_dir, prefix, crash_after_the_writes, state_kept=False
     )
     assert any(f"lost {victim['name']}" in e for e in after["events"])  # it did die there
+    assert any(f"fenced {victim['name']}" in e for e in after["events"])  # its txn aborted
     assert victim["name"] not in after["assignment"]
 
 
@@ -102,6 +105,7 @@ async def _outage(
     assert stored == expected.beats
     _, alarms = await stored_outputs(pipeline, prefix)
     assert sorted(alarms) == sorted(expected.alarms)
+    await assert_kafka_outputs_once(pipeline, prefix, set(stored), alarms)
     await wait_for_zero_lag()
 
 
@@ -125,5 +129,3 @@ async def test_kafka_broker_killed_mid_stream(
 
     prefix = f"kafkakill{uuid.uuid4().hex[:6]}"
     await _outage(pipeline, mitdb_dir, prefix, stack.kafka.kill, restart)
-    in_kafka = kafka_beats(await topic_messages(pipeline, pipeline.topics.beats), prefix)
-    assert set(in_kafka) == {f"{d}:{s}" for d, s in (await stored_outputs(pipeline, prefix))[0]}

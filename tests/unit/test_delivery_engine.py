@@ -64,8 +64,8 @@ class FakeCommitter:
     def __init__(self, log: FakeLog) -> None:
         self.log = log
 
-    async def commit(self, ends: dict[int, int]) -> None:
-        self.log.committed = ends[0]
+    async def commit(self, out: BatchOutput) -> None:
+        self.log.committed = out.ends[0]
 
 
 class PrematureIsV:
