@@ -92,12 +92,14 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
 
 
 async def grant_sink_role(conn: asyncpg.Connection, role: str = SINK_ROLE) -> bool:
-    """INSERT and SELECT on the stream sink's tables, nothing else: a stolen sink credential
-    can add rows but not change, delete or restructure them. False if the role does not exist
-    (a deployment that runs everything as the owner)."""
+    """INSERT and SELECT on the stream sink's tables, and UPDATE of an alarm's episode end
+    only (AF/VF ends are recorded on the row that opened them), nothing else: a stolen sink
+    credential can add rows and close episodes but not change, delete or restructure them.
+    False if the role does not exist (a deployment that runs everything as the owner)."""
     if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
         return False
     quoted = await conn.fetchval("SELECT quote_ident($1)", role)
     await conn.execute(f"GRANT USAGE ON SCHEMA public TO {quoted}")
     await conn.execute(f"GRANT SELECT, INSERT ON {', '.join(SINK_TABLES)} TO {quoted}")
+    await conn.execute(f"GRANT UPDATE (end_sample, end_time) ON alarms TO {quoted}")
     return True

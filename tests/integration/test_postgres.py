@@ -58,7 +58,8 @@ async def test_beat_round_trip_and_idempotent_key(conn: asyncpg.Connection) -> N
 
 async def test_the_sink_writes_marked_beats_and_an_episode_end_once(settings: Settings) -> None:
     """A beat's signal fault is stored; an AF alarm raised, then its end, each written twice
-    (a redelivery): one row, the end set once and never reset."""
+    (a redelivery): one row, the end set once and never reset. Written as the stream writes,
+    with the least-privilege sink role (which may close an episode, nothing more)."""
     alarm = Alarm("dev-end:afib:100", "dev-end", "afib", "medium", 100, 1.7e9, {"x": 1})
     raised = AlarmEvent(alarm, "p-1", "m-1")
     ended = AlarmEvent(alarm, "p-1", "m-1", ended_sample=9000, ended_time=1.7e9 + 25)
@@ -67,22 +68,25 @@ async def test_the_sink_writes_marked_beats_and_an_episode_end_once(settings: Se
         probabilities=(0.9, 0.05, 0.03, 0.02), model_version="m-1", latency_ms=1.0,
         rr_prev_s=None, signal_fault="noise",
     )  # fmt: skip
-    pool = await asyncpg.create_pool(settings.postgres_dsn(), min_size=1, max_size=1)
+    owner = await asyncpg.connect(settings.postgres_dsn())
+    await owner.execute("DELETE FROM alarms WHERE device_id = 'dev-end'")
+    await owner.execute("DELETE FROM beats WHERE device_id = 'dev-end'")
+    pool = await asyncpg.create_pool(settings.postgres_dsn("sink"), min_size=1, max_size=1)
     try:
-        async with pool.acquire() as conn:
-            await conn.execute("DELETE FROM alarms WHERE device_id = 'dev-end'")
-            await conn.execute("DELETE FROM beats WHERE device_id = 'dev-end'")
         sink = PostgresSink(pool)
         await sink.insert([beat], [raised])
         await sink.insert([beat], [raised, ended])  # redelivered, with the end in one batch
         await sink.insert([], [ended])
         later = AlarmEvent(alarm, "p-1", "m-1", ended_sample=9999, ended_time=1.7e9 + 30)
         await sink.insert([], [later])  # a second end for the same episode is not taken
-        async with pool.acquire() as conn:
-            rows = await conn.fetch("SELECT * FROM alarms WHERE device_id = 'dev-end'")
-            beats = await conn.fetch("SELECT signal_fault FROM beats WHERE device_id = 'dev-end'")
+        async with pool.acquire() as conn:  # the sink may not change anything else
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute("UPDATE alarms SET kind = 'vfib' WHERE device_id = 'dev-end'")
+        rows = await owner.fetch("SELECT * FROM alarms WHERE device_id = 'dev-end'")
+        beats = await owner.fetch("SELECT signal_fault FROM beats WHERE device_id = 'dev-end'")
     finally:
         await pool.close()
+        await owner.close()
     assert len(rows) == 1 and rows[0]["end_sample"] == 9000
     assert rows[0]["end_time"] == datetime.fromtimestamp(1.7e9 + 25, UTC)
     assert [b["signal_fault"] for b in beats] == ["noise"]
