@@ -52,7 +52,7 @@ def pipeline(
     realtime_seconds: float = typer.Option(120.0, min=10, help="length of each load"),
     latency_seconds: float = typer.Option(60.0, min=5, help="length of the half-load run"),
     latency_patients: int = typer.Option(
-        50, min=1, help="with --no-realtime: twice the load the latency is measured at"
+        50, min=1, help="with --no-realtime: the load the latency is measured at"
     ),
     compare_transactions: bool = typer.Option(
         True, help="also time the pipeline with Kafka transactions off (their cost)"

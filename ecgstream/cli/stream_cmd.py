@@ -1,4 +1,4 @@
-"""`ecgstream stream up | down | status` and `ecgstream replay`."""
+"""`ecgstream stream up | down | status | pause | resume` and `ecgstream replay`."""
 
 from __future__ import annotations
 
@@ -56,6 +56,33 @@ def status() -> None:
     print_pipeline(state)
 
 
+@stream_app.command()
+@reports_errors
+def pause() -> None:
+    """Stop fetching after the batches in flight are written and committed (state is kept)."""
+    import ray
+
+    from actors.pipeline import connect, coordinator_handle
+
+    connect(load_settings())
+    ray.get(coordinator_handle().pause.remote(), timeout=120)
+    console.print("pipeline paused (`ecgstream stream resume` to go on)")
+
+
+@stream_app.command()
+@reports_errors
+def resume() -> None:
+    """Fetch again; a consumer halted on a failure retrying cannot fix (see `stream status`)
+    starts its partitions over from their committed offsets: run this once the cause is fixed."""
+    import ray
+
+    from actors.pipeline import connect, coordinator_handle
+
+    connect(load_settings())
+    ray.get(coordinator_handle().resume.remote(), timeout=120)
+    status()
+
+
 def print_pipeline(state: dict) -> None:
     table = Table(title="ecgstream pipeline")
     for column in (
@@ -86,6 +113,12 @@ def print_pipeline(state: dict) -> None:
             str(c["retries"]),
         )
     console.print(table)
+    for c in state["consumers"]:
+        if c.get("halted"):
+            console.print(
+                f"[red]{c['name']} halted[/] (partitions {c['partitions']} not consumed): "
+                f"{c['halted']}; fix the cause, then `ecgstream stream resume`"
+            )
     if "monitor" in state:
         m = state["monitor"]
         console.print(

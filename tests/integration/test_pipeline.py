@@ -18,6 +18,7 @@ from cluster.migrate import SINK_ROLE, grant_sink_role
 from ecgstream.io.kafka import make_producer
 from ecgstream.settings import Settings
 from ecgstream.tools.replay import malformed_messages, replay
+from tests.integration.conftest import run_cli
 from tests.integration.pipeline_support import (
     RECORDS,
     assert_kafka_outputs_once,
@@ -157,10 +158,17 @@ async def test_a_write_retrying_cannot_fix_halts_delivery_until_resumed(
         status = ray.get(coordinator.status.remote(), timeout=60)
         assert sum(sum(c["lag"].values()) for c in status["consumers"]) > 0  # not skipped
         assert (await stored_outputs(pipeline, prefix))[0] == {}
+        shown = await asyncio.to_thread(run_cli, pipeline, "stream", "status")
+        assert "halted" in shown.stdout and "InsufficientPrivilegeError" in shown.stdout
+    except BaseException:
+        await grant_sink_role(conn)
+        ray.get(coordinator.resume.remote(), timeout=120)  # leave the pipeline running
+        raise
     finally:
         await grant_sink_role(conn)
         await conn.close()
-        ray.get(coordinator.resume.remote(), timeout=120)
+    resumed = await asyncio.to_thread(run_cli, pipeline, "stream", "resume")  # as a user does
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     stored = await wait_for_beats(pipeline, prefix, len(expected.beats), timeout_s=120)
     assert stored == expected.beats
     after = await wait_for_zero_lag()
