@@ -71,6 +71,23 @@ def _kafka_arguments(parser: argparse.ArgumentParser, required: bool = False) ->
     parser.add_argument("--kafka-ca", help="PEM CA that signs the brokers (enables TLS)")
     parser.add_argument("--kafka-cert", help="client certificate for mutual TLS")
     parser.add_argument("--kafka-key", help="its private key (a 0600 file)")
+    parser.add_argument(
+        "--keep-sent-hours",
+        type=float,
+        default=24.0,
+        help="prune acknowledged rows older than this (unsent rows are never pruned)",
+    )
+    parser.add_argument(
+        "--max-sent-rows", type=int, default=200_000, help="and keep at most this many of them"
+    )
+
+
+def _retention(args: argparse.Namespace) -> Any:
+    from ecgstream.io.edge_forward import Retention
+
+    if args.keep_sent_hours < 0 or args.max_sent_rows < 0:
+        raise ValueError("--keep-sent-hours and --max-sent-rows must not be negative")
+    return Retention(args.keep_sent_hours * 3600.0, args.max_sent_rows)
 
 
 def _kafka_target(args: argparse.Namespace) -> Any:
@@ -111,7 +128,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         from ecgstream.io.edge_forward import KafkaForwarder
 
         target = _kafka_target(args)
-        forwarder = KafkaForwarder(outbox, target, args.device)
+        forwarder = KafkaForwarder(outbox, target, args.device, _retention(args))
         forwarding = asyncio.create_task(forwarder.run(stop))
     started = time.perf_counter()
     async for chunk in source.chunks():
@@ -141,6 +158,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         if stats.beats
         else None,
         "forwarded": forwarder.sent if forwarder is not None else 0,
+        "pruned": forwarder.pruned if forwarder is not None else 0,
         "outbox": outbox.counts(),
         "peak_rss_mb": peak_rss_mb(),
     }
@@ -170,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
 
             outbox = Outbox(args.outbox)
             target = _kafka_target(args)
-            sent = forward_until_empty(outbox, target, args.device, args.timeout_s)
+            sent = forward_until_empty(
+                outbox, target, args.device, args.timeout_s, _retention(args)
+            )
             summary = {"forwarded": sent, "outbox": outbox.counts()}
         else:
             summary = Outbox(args.outbox).counts()

@@ -4,6 +4,12 @@ else happens to it, and leaves only when the target has acknowledged it.
 Rows are keyed by their idempotency key (`beat_id`, `alarm_id`), so a record processed twice
 (a restart over the same file) adds nothing. WAL with synchronous=FULL: a committed row survives
 a power cut, which is the failure a bedside device actually has.
+
+Sent rows are pruned (`prune`): those sent longer ago than a retention age, and the oldest sent
+beyond a row cap. An unsent row is never pruned, however old or however many: results the
+target has not acknowledged are the ones that must survive. A pruned row's key is forgotten,
+so a file replayed after its rows were pruned would be sent again; a live runner resumes from
+its saved position (`next_sample`) and never replays.
 """
 
 from __future__ import annotations
@@ -81,6 +87,24 @@ class Outbox:
                 [(now, mid) for mid in message_ids],
             )
             self._set_state(state or {})
+
+    def prune(self, keep_sent_s: float, max_sent_rows: int, now: float | None = None) -> int:
+        """Delete sent rows older than `keep_sent_s` and the oldest sent ones beyond
+        `max_sent_rows`; returns how many went. Freed pages are reused by new rows (the file
+        stops growing rather than shrinking)."""
+        now = time.time() if now is None else now
+        with self._transaction():
+            before = self._db.total_changes
+            self._db.execute(
+                "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?",
+                (now - keep_sent_s,),
+            )
+            self._db.execute(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
+                "WHERE sent_at IS NOT NULL ORDER BY seq DESC LIMIT -1 OFFSET ?)",
+                (max_sent_rows,),
+            )
+            return self._db.total_changes - before
 
     def counts(self) -> dict[str, int]:
         rows = self._db.execute(

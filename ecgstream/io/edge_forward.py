@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,15 @@ log = logging.getLogger("ecgstream.edge")
 
 BATCH = 500
 SCAN_FROM = "kafka_scan_from"  # outbox state: topic -> partition -> first doubtful offset
+PRUNE_EVERY_S = 60.0
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long acknowledged rows stay in the outbox (unsent rows always stay)."""
+
+    keep_sent_s: float = 24 * 3600.0
+    max_sent_rows: int = 200_000  # ~40 h of one patient's beats; ~100 MB at most
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,13 @@ def _refuse_readable_by_others(path: str) -> None:
 
 
 class KafkaForwarder:
-    def __init__(self, outbox: Outbox, target: KafkaTarget, device_id: str) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        target: KafkaTarget,
+        device_id: str,
+        retention: Retention | None = None,
+    ) -> None:
         try:
             import aiokafka  # noqa: F401
         except ImportError:
@@ -103,7 +119,10 @@ class KafkaForwarder:
         self._device = device_id
         self._key = device_id.encode()
         self.sent = 0
+        self.pruned = 0
         self.connected = False
+        self._retention = retention or Retention()
+        self._pruned_at = 0.0
 
     async def run(self, stop: asyncio.Event, idle_s: float = 0.5) -> None:
         """Forward until `stop` is set and the outbox is empty. While the broker is unreachable
@@ -154,6 +173,7 @@ class KafkaForwarder:
                 }
                 await self._reconcile(consumer, partitions)
                 self.connected = True
+                self.prune_if_due()
                 while True:
                     rows = self._outbox.pending(BATCH)
                     if not rows:
@@ -246,6 +266,14 @@ class KafkaForwarder:
         scan_from.update({topic: offset + 1 for topic, offset in last.items()})
         self._outbox.mark_sent([r.message_id for r in rows], {SCAN_FROM: json.dumps(scan_from)})
         self.sent += len(rows)
+        self.prune_if_due()
+
+    def prune_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._pruned_at >= PRUNE_EVERY_S:
+            self._pruned_at = now
+            keep = self._retention
+            self.pruned += self._outbox.prune(keep.keep_sent_s, keep.max_sent_rows)
 
 
 async def _abort(producer: Any) -> None:
@@ -259,11 +287,12 @@ def forward_until_empty(
     target: KafkaTarget,
     device_id: str,
     timeout_s: float,
+    retention: Retention | None = None,
 ) -> int:
     """One attempt to drain the outbox (the `forward` command); returns the rows sent."""
 
     async def drain() -> int:
-        forwarder = KafkaForwarder(outbox, target, device_id)
+        forwarder = KafkaForwarder(outbox, target, device_id, retention)
         stop = asyncio.Event()
         stop.set()
         await asyncio.wait_for(forwarder.run(stop), timeout_s)

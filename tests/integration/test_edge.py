@@ -92,6 +92,13 @@ def test_results_wait_offline_and_go_once_when_the_broker_is_reachable(
     again = subprocess.run(forward, capture_output=True, text=True, timeout=300, check=False)
     assert json.loads(again.stdout)["forwarded"] == 0
     _assert_exactly_once(settings, device, outbox)
+    # once acknowledged, rows are pruned down to the cap (the newest kept)
+    pruned = subprocess.run(
+        [*forward, "--max-sent-rows", "10"], capture_output=True, text=True, timeout=300
+    )
+    assert pruned.returncode == 0, pruned.stderr[-2000:]
+    left = json.loads(pruned.stdout)["outbox"]
+    assert left["sent"] == 10 and left["pending"] == 0 and left["beats"] + left["alarms"] == 10
 
 
 def test_a_crash_after_kafkas_commit_sends_nothing_twice(
