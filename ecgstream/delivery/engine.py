@@ -3,12 +3,14 @@
     fetch -> process (decode, detect, features) -> classify -> write (all sinks at once) -> commit
 
 Offsets are committed only after every sink acknowledged the batch, so a crash at any step means
-the batch is fetched again; the sinks' keys make the second write a no-op (`Sink.write`). A
+the batch is fetched again; the sinks' keys make the second write a no-op (`Sink.write`). With
+Kafka transactions the committer publishes the batch's Kafka outputs in the same transaction as
+its offsets (`ecgstream/io/kafka_transactions.py`), after PostgreSQL, the only sink then. A
 restarted engine rebuilds its devices' state from the fetcher's look-back (messages marked
 `replay`: processed, nothing emitted). Transient failures are retried with capped backoff and
-counted per step; a `PermanentError` or a programming error stops the engine with the step and
-the cause (`DeliveryHaltedError`): nothing is skipped silently. `run` overlaps the CPU work
-with the waits: it fetches and processes up to `depth` batches ahead of the one being
+counted per step (`retry.py`); a `PermanentError` or a programming error stops the engine with
+the step and the cause (`DeliveryHaltedError`): nothing is skipped silently. `run` overlaps the
+CPU work with the waits: it fetches and processes up to `depth` batches ahead of the one being
 classified, written and committed (in order, by one task), and drains on a stop request: every
 batch already fetched is finished and committed. `on_step` sees every step boundary (metrics;
 the unit tests crash the engine there)."""
@@ -16,11 +18,9 @@ the unit tests crash the engine there)."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -34,28 +34,13 @@ from ecgstream.delivery.ports import (
     Fetched,
     Fetcher,
     Monitor,
-    PermanentError,
     Processor,
     Sink,
 )
+from ecgstream.delivery.retry import DeliveryHaltedError, RetryPolicy, retrying
 
-log = logging.getLogger("ecgstream.delivery")
+__all__ = ["DeliveryEngine", "DeliveryHaltedError", "RetryPolicy"]
 T = TypeVar("T")
-PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, AssertionError)
-
-
-class DeliveryHaltedError(Exception):
-    """The engine stopped on a failure retrying cannot fix; the batch was not committed."""
-
-    def __init__(self, step: str, cause: BaseException) -> None:
-        super().__init__(f"{step} failed permanently: {type(cause).__name__}: {cause}")
-        self.step, self.cause = step, cause
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    initial_s: float = 0.2
-    cap_s: float = 5.0
 
 
 class DeliveryEngine:
@@ -187,17 +172,7 @@ class DeliveryEngine:
         self.on_step(step)
 
     async def _retrying(self, step: str, call: Callable[[], Awaitable[T]]) -> T:
-        delay = self.retry.initial_s
-        while True:
-            try:
-                return await call()
-            except (PermanentError, *PROGRAMMING_ERRORS) as exc:
-                raise DeliveryHaltedError(step, exc) from exc
-            except Exception as exc:
-                self.retries[step] += 1
-                log.warning("%s failed (%s); retry in %.1f s", step, type(exc).__name__, delay)
-                await self._sleep(delay)
-                delay = min(delay * 2, self.retry.cap_s)
+        return await retrying(step, call, self.retry, self.retries, self._sleep)
 
     def _count(self, out: BatchOutput) -> None:
         self.counts["batches"] += 1
