@@ -60,6 +60,9 @@ class Coordinator:
         self._started = time.time()
         self._next_index = 0
         self._paused = False
+        # the pool and the assignment change under this lock: scale, reconfigure, rebalance
+        # and the watch's recovery never interleave (two of them would start two consumers)
+        self._changing = asyncio.Lock()
         self._lost: set[str] = set()  # consumers whose partitions wait for them to be fenced
         self._refill_after = 0.0  # monotonic time of the next try to refill a degraded pool
 
@@ -87,6 +90,22 @@ class Coordinator:
 
     async def scale(self, pool_size: int) -> dict[str, Any]:
         await self._ensure_started()
+        async with self._changing:
+            await self._scale(pool_size)
+        return await self.status()
+
+    async def reconfigure(self, settings_json: str) -> dict[str, Any]:
+        """Replace every consumer by one started with these settings (e.g. Kafka transactions
+        off for a benchmark's comparison); each old one drains and commits first."""
+        await self._ensure_started()
+        async with self._changing:
+            size = self._pool_size
+            await self._scale(0)
+            self._settings_json, self._settings = settings_json, Settings.from_json(settings_json)
+            await self._scale(size)
+        return await self.status()
+
+    async def _scale(self, pool_size: int) -> None:
         self._pool_size = pool_size
         for name in sorted(self._consumers)[pool_size:]:
             actor = self._consumers.pop(name)
@@ -101,15 +120,6 @@ class Coordinator:
         await self._ensure_pool()
         if not self._lost or await self._fence_lost():
             await self._rebalance("scale")  # else the watch round does, once they are fenced
-        return await self.status()
-
-    async def reconfigure(self, settings_json: str) -> dict[str, Any]:
-        """Replace every consumer by one started with these settings (e.g. Kafka transactions
-        off for a benchmark's comparison); each old one drains and commits first."""
-        size = self._pool_size
-        await self.scale(0)
-        self._settings_json, self._settings = settings_json, Settings.from_json(settings_json)
-        return await self.scale(size)
 
     async def shutdown(self) -> None:
         if self._task is not None:
@@ -151,13 +161,15 @@ class Coordinator:
         self._paused = False
         for actor in self._consumers.values():
             await actor.resume.remote()
-        await self._rebalance("resumed")
+        async with self._changing:
+            await self._rebalance("resumed")
         self._event("resumed")
         return self._assignment
 
     async def rebalance(self) -> dict[str, list[int]]:
         await self._ensure_started()
-        await self._rebalance("requested")
+        async with self._changing:
+            await self._rebalance("requested")
         return self._assignment
 
     # -- internals ---------------------------------------------------------------------------
@@ -244,24 +256,28 @@ class Coordinator:
                     await asyncio.wait_for(actor.ping.remote(), PING_TIMEOUT_S)
                 except Exception:
                     dead.append(name)
-            for name in dead:
-                actor = self._consumers.pop(name)
-                self._assignment.pop(name, None)
-                with contextlib.suppress(Exception):
-                    ray.kill(actor, no_restart=True)
-                self._lost.add(name)
-                self._event(f"lost {name}")
-            try:
-                if self._lost:  # the survivors take the partitions once the lost are fenced
-                    if not await self._fence_lost():
-                        continue
-                    await self._rebalance("consumer lost")
-                degraded = len(self._consumers) < self._pool_size
-                if degraded and time.monotonic() >= self._refill_after:
-                    await self._ensure_pool()
-                    await self._rebalance("pool refilled")
-            except Exception as exc:  # retried on the next round
-                log.warning("recovery failed: %s", exc)
+            async with self._changing:  # a scale or a reconfiguration is not half done
+                await self._recover([name for name in dead if name in self._consumers])
+
+    async def _recover(self, dead: list[str]) -> None:
+        for name in dead:
+            actor = self._consumers.pop(name)
+            self._assignment.pop(name, None)
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+            self._lost.add(name)
+            self._event(f"lost {name}")
+        try:
+            if self._lost:  # the survivors take the partitions once the lost are fenced
+                if not await self._fence_lost():
+                    return
+                await self._rebalance("consumer lost")
+            degraded = len(self._consumers) < self._pool_size
+            if degraded and time.monotonic() >= self._refill_after:
+                await self._ensure_pool()
+                await self._rebalance("pool refilled")
+        except Exception as exc:  # retried on the next round
+            log.warning("recovery failed: %s", exc)
 
     async def _fence_lost(self) -> bool:
         """Fence the lost consumers' transactional ids (their open transactions are aborted,

@@ -37,7 +37,9 @@ async def test_bench_pipeline_reports_every_figure(pipeline: Settings) -> None:
     assert result["pipeline_without_transactions_beats_per_s"] > 0
     assert len(result["details"]["pipeline_runs_without_transactions"]) == 1
     status = await coordinator_handle().status.remote()
+    assert len(status["consumers"]) == 2, status  # replaced one for one, none started twice
     assert all(c["transactions"] for c in status["consumers"]), status
+    assert sorted(p for ps in status["assignment"].values() for p in ps) == status["partitions"]
     for key in ("bare_model_beats_per_s", "single_process_beats_per_s", "pipeline_beats_per_s"):
         assert result[key] > 0
     # 10 and 20 patients are far below this pipeline's capacity: both loads keep up
