@@ -42,10 +42,13 @@ log = logging.getLogger("ecgstream.consumer")
 LOOKBACK_S = 120.0
 MAX_RECORDS = 1000
 FETCH_AHEAD = 2  # batches fetched and processed while the oldest waits for its acks
+CLASSIFY_TIMEOUT_S = 30.0
 
 
 class ServeClassifier:
-    """The engine's classifier port over the lane's Serve application."""
+    """The engine's classifier port over the lane's Serve application. A request that gets no
+    answer in CLASSIFY_TIMEOUT_S fails (and is retried by the engine, counted under
+    `classify`) rather than holding the consumer's partitions forever."""
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle
@@ -53,7 +56,16 @@ class ServeClassifier:
     async def classify(self, windows: np.ndarray, rr: np.ndarray) -> Any:
         from serve_app.inference import BeatBatch
 
-        return await self._handle.remote(BeatBatch(windows, rr))
+        response = self._handle.remote(BeatBatch(windows, rr))
+        try:
+            return await asyncio.wait_for(_awaited(response), CLASSIFY_TIMEOUT_S)
+        except TimeoutError:
+            response.cancel()
+            raise
+
+
+async def _awaited(response: Any) -> Any:
+    return await response
 
 
 @ray.remote(num_cpus=0.5, max_restarts=0)

@@ -35,6 +35,7 @@ CHECK_INTERVAL_S = 2.0
 PING_TIMEOUT_S = 10.0
 START_TIMEOUT_S = 60.0
 FENCE_TIMEOUT_S = 20.0
+DRAIN_TIMEOUT_S = 60.0  # a consumer leaving the pool has this long to commit what it fetched
 MAX_CONSUMER_GENERATIONS = 512  # consumer names are never reused; a restart scans this many
 
 
@@ -110,9 +111,9 @@ class Coordinator:
         for name in sorted(self._consumers)[pool_size:]:
             actor = self._consumers.pop(name)
             self._assignment.pop(name, None)
-            try:
-                await actor.assign.remote([])  # its batches are committed before it goes
-                await actor.stop.remote()
+            try:  # its batches are committed before it goes; a hung one must not hang us
+                await asyncio.wait_for(actor.assign.remote([]), DRAIN_TIMEOUT_S)
+                await asyncio.wait_for(actor.stop.remote(), DRAIN_TIMEOUT_S)
             except Exception:
                 self._lost.add(name)  # not drained: fenced before its partitions move
             ray.kill(actor, no_restart=True)
@@ -211,8 +212,10 @@ class Coordinator:
                 await asyncio.wait_for(actor.start.remote(), START_TIMEOUT_S)
                 if self._paused:
                     await actor.pause.remote()
-            except Exception as exc:
+            except BaseException as exc:  # a cancelled start must not leave an untracked actor
                 ray.kill(actor, no_restart=True)
+                if not isinstance(exc, Exception):
+                    raise
                 self._event(
                     f"could not start {name} ({type(exc).__name__}); "
                     f"running {len(self._consumers)} of {self._pool_size}"
