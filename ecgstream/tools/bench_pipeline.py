@@ -367,7 +367,7 @@ async def bench_pipeline(
     repeats: int = 3,
     fallback_latency_patients: int = 50,
     on_step: Callable[[str], None] = lambda step: None,
-    compare_transactions: bool = True,
+    compare_transactions: bool = False,
 ) -> dict[str, Any]:
     """Every figure of issue #5 in one run. Throughput runs alternate baseline and pipeline
     `repeats` times and report medians (this machine's speed drifts by 10-20 % minute to

