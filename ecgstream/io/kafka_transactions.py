@@ -21,12 +21,11 @@ import contextlib
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import MessageSizeTooLargeError, ProducerFenced
+from aiokafka.errors import ProducerFenced
 
 from ecgstream.delivery.ports import BatchOutput, PermanentError
 from ecgstream.io.kafka import make_producer
-from ecgstream.io.partition_fetcher import PERMANENT as KAFKA_PERMANENT
-from ecgstream.io.sinks import KafkaSink
+from ecgstream.io.sinks import KAFKA_WRITE_REFUSED, KafkaSink
 from ecgstream.settings import Settings
 
 STOP_TIMEOUT_S = 10.0
@@ -78,7 +77,7 @@ class TransactionalKafkaCommitter:
                 "fenced: another incarnation of this consumer owns its transactional id "
                 "(this one was declared lost)"
             ) from exc
-        except (*KAFKA_PERMANENT, MessageSizeTooLargeError) as exc:
+        except KAFKA_WRITE_REFUSED as exc:
             await self.close()
             raise PermanentError(f"Kafka refused the batch: {type(exc).__name__}") from exc
         except BaseException:

@@ -31,6 +31,8 @@ from ecgstream.processing import DeadLetter
 from ecgstream.settings import Settings
 from ecgstream.wire import MAX_MESSAGE_BYTES
 
+# what the broker refuses for good when writing: an ACL, or a message over its size limit
+KAFKA_WRITE_REFUSED = (*KAFKA_PERMANENT, MessageSizeTooLargeError)
 POSTGRES_PERMANENT = (
     asyncpg.exceptions.InvalidAuthorizationSpecificationError,
     asyncpg.exceptions.SyntaxOrAccessError,
@@ -51,7 +53,7 @@ class KafkaSink:
     async def write(self, out: BatchOutput) -> None:
         try:
             await self.send(out.beats, out.alarms, out.letters, out.classes)
-        except (*KAFKA_PERMANENT, MessageSizeTooLargeError) as exc:
+        except KAFKA_WRITE_REFUSED as exc:
             raise PermanentError(f"Kafka refused the batch: {type(exc).__name__}") from exc
 
     async def send(
