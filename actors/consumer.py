@@ -262,6 +262,7 @@ class ConsumerActor:
         beats_per_s = (counts.get("beats", 0) - recent[0][1]) / 10.0 if recent else 0.0
         return {
             "name": self.name,
+            "started": self._fetcher is not None,
             "node_id": ray.get_runtime_context().get_node_id(),
             "partitions": self._owned(),
             "lag": await self._fetcher.lag() if self._fetcher is not None else {},

@@ -65,6 +65,7 @@ class Coordinator:
         # and the watch's recovery never interleave (two of them would start two consumers)
         self._changing = asyncio.Lock()
         self._lost: set[str] = set()  # consumers whose partitions wait for them to be fenced
+        self._starting = asyncio.Lock()  # concurrent first calls must not adopt a half-started one
         self._refill_after = 0.0  # monotonic time of the next try to refill a degraded pool
 
     async def start(self) -> dict[str, Any]:
@@ -73,21 +74,37 @@ class Coordinator:
 
     async def _ensure_started(self) -> None:
         """First call after creation *or after a restart by Ray*: adopt the running consumers
-        and their current partitions, fill the pool, and watch it."""
+        and their current partitions, fill the pool, and watch it. Calls that arrive while the
+        first is still starting consumers wait for it (else they would adopt a consumer by name
+        before its start() returned and hand it partitions)."""
         if self._task is not None:
             return
-        self._partitions = await self._discover_partitions()
-        self._adopt_running_consumers()
-        for name, actor in list(self._consumers.items()):
-            with contextlib.suppress(Exception):
-                stats = await asyncio.wait_for(actor.stats.remote(), PING_TIMEOUT_S)
+        async with self._starting:
+            if self._task is not None:
+                return
+            self._partitions = await self._discover_partitions()
+            self._adopt_running_consumers()
+            for name, actor in list(self._consumers.items()):
+                try:
+                    stats = await asyncio.wait_for(actor.stats.remote(), PING_TIMEOUT_S)
+                except Exception:
+                    stats = {"started": False}
+                if not stats.get("started", True):
+                    # left half-started by a coordinator that died, or not answering: it is
+                    # replaced, and fenced before its partitions move
+                    self._consumers.pop(name)
+                    ray.kill(actor, no_restart=True)
+                    self._lost.add(name)
+                    self._event(f"replaced {name}: not started or not answering")
+                    continue
                 self._assignment[name] = list(stats["partitions"])
                 self._paused = self._paused or bool(stats.get("paused"))  # a pause survives
-        if self._consumers:
-            self._event(f"adopted {len(self._consumers)} running consumers: {self._assignment}")
-        await self._ensure_pool()
-        await self._rebalance("start")
-        self._task = asyncio.create_task(self._watch())
+            if self._consumers:
+                self._event(f"adopted {len(self._consumers)} running consumers: {self._assignment}")
+            await self._ensure_pool()
+            if not self._lost or await self._fence_lost():
+                await self._rebalance("start")  # else the watch round does, once fenced
+            self._task = asyncio.create_task(self._watch())
 
     async def scale(self, pool_size: int) -> dict[str, Any]:
         await self._ensure_started()

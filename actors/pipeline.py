@@ -13,7 +13,7 @@ from typing import Any
 
 import ray
 
-from actors.coordinator import COORDINATOR_NAME, Coordinator
+from actors.coordinator import COORDINATOR_NAME, MAX_CONSUMER_GENERATIONS, Coordinator
 from actors.lanes import lane as lane_named
 from actors.model_directory import MODEL_DIRECTORY_NAME, ModelTarget, model_directory
 from actors.monitor import MONITOR_NAME, MonitorActor
@@ -241,7 +241,7 @@ def lane_down(settings: Settings, lane: str) -> None:
     from ray import serve
 
     connect(settings)
-    _stop_coordinator(lane_named(lane).coordinator_name)
+    _stop_coordinator(lane)
     _kill_consumers(lane_named(lane).consumer_prefix)
     with contextlib.suppress(Exception):
         serve.delete(lane_named(lane).serve_app)
@@ -269,12 +269,22 @@ def _kill_consumers(prefix: str) -> None:
                     ray.kill(ray.get_actor(actor.name, namespace=namespace()), no_restart=True)
 
 
-def _stop_coordinator(name: str) -> None:
+def _stop_coordinator(lane: str) -> None:
+    """The lane's coordinator drains and stops its consumers, then goes; any consumer still
+    running afterwards (the coordinator died or timed out mid-way) is killed by name, so a later
+    `stream up` never adopts a stopped or half-started consumer."""
+    named = lane_named(lane)
     with contextlib.suppress(ValueError):
-        coordinator = ray.get_actor(name, namespace=namespace())
+        coordinator = ray.get_actor(named.coordinator_name, namespace=namespace())
         with contextlib.suppress(Exception):
             ray.get(coordinator.shutdown.remote(), timeout=60)
         ray.kill(coordinator, no_restart=True)
+    for index in range(MAX_CONSUMER_GENERATIONS):
+        with contextlib.suppress(ValueError):
+            ray.kill(
+                ray.get_actor(f"{named.consumer_prefix}{index}", namespace=namespace()),
+                no_restart=True,
+            )
 
 
 def register_monitor_target(settings: Settings) -> None:
@@ -335,7 +345,7 @@ def stream_down(settings: Settings) -> None:
         lane_down(settings, lane)
     with contextlib.suppress(ValueError):
         ray.kill(monitor_handle(), no_restart=True)
-    _stop_coordinator(COORDINATOR_NAME)
+    _stop_coordinator("production")
     with contextlib.suppress(Exception):
         serve.delete(lane_named("production").serve_app)
     with contextlib.suppress(ValueError):
