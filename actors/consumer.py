@@ -30,6 +30,7 @@ from actors.monitor_feed import MonitorFeed
 from ecgstream.artifact import load_artifact
 from ecgstream.delivery.engine import DeliveryEngine, DeliveryHaltedError
 from ecgstream.delivery.ports import Committer, Sink
+from ecgstream.io.device_keys import device_verifier
 from ecgstream.io.kafka import make_consumer, make_producer
 from ecgstream.io.kafka_transactions import TransactionalKafkaCommitter, transactional_producer
 from ecgstream.io.partition_fetcher import PartitionFetcher
@@ -81,7 +82,9 @@ class ConsumerActor:
         self._settings = Settings.from_json(settings_json)
         self._lane = lane_named(lane, self._settings.topics)
         artifact = load_artifact(None if model_dir is None else Path(model_dir))
-        self._processor = StreamProcessor(artifact.preprocess)
+        self._processor = StreamProcessor(
+            artifact.preprocess, verifier=device_verifier(self._settings)
+        )
         self._clients = AsyncExitStack()
         self._engine: DeliveryEngine | None = None
         self._fetcher: PartitionFetcher | None = None

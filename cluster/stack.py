@@ -7,6 +7,7 @@ A component whose address is configured to an external service is not started at
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Protocol
 
@@ -16,7 +17,7 @@ from cluster.prometheus_server import PrometheusServer
 from cluster.ray_head import RayHead
 from cluster.state import ComponentStatus, StatePaths
 from ecgstream.errors import StackError
-from ecgstream.settings import Settings
+from ecgstream.settings import Settings, write_secret_file
 
 
 class Component(Protocol):
@@ -64,6 +65,7 @@ class LocalStack:
         )
 
     def up(self, on_event: Callable[[str, str], None] = lambda name, event: None) -> None:
+        ensure_fleet_secret(self.settings)
         components = self.managed()
         # start everything first, then wait: the JVM, postgres and Ray boot in parallel
         for component in components:
@@ -81,3 +83,10 @@ class LocalStack:
 
     def status(self) -> list[ComponentStatus]:
         return [component.status() for component in self.managed()]
+
+
+def ensure_fleet_secret(settings: Settings) -> None:
+    """The local stack's fleet secret (device keys derive from it), made once, 0600; a
+    deployment that sets ECGSTREAM_IDENTITY__FLEET_SECRET keeps its own."""
+    if settings.identity.fleet_secret is None and not settings.fleet_secret_file.exists():
+        write_secret_file(settings.fleet_secret_file, secrets.token_hex(32))

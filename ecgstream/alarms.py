@@ -122,9 +122,15 @@ class RhythmMonitor:
     """Per-device alarm state: feed beats in order with `add`, clock ticks with `observe`."""
 
     def __init__(
-        self, device_id: str, config: AlarmConfig | None = None, fs: float = 360.0
+        self,
+        device_id: str,
+        config: AlarmConfig | None = None,
+        fs: float = 360.0,
+        session: str = "",
     ) -> None:
         self.device_id = device_id
+        # alarm ids are unique per boot session: a rebooted device counts samples from 0 again
+        self._id_prefix = f"{device_id}:{session}" if session else device_id
         self.config = config or AlarmConfig()
         self.fs = fs  # the device's sampling rate, for times of tick alarms
         c = self.config
@@ -399,7 +405,7 @@ class RhythmMonitor:
         self, kind: str, start: int, start_time: float, raised: int, evidence: dict[str, Any]
     ) -> Alarm:
         return Alarm(
-            alarm_id=f"{self.device_id}:{kind}:{start}",
+            alarm_id=f"{self._id_prefix}:{kind}:{start}",
             device_id=self.device_id,
             kind=kind,
             severity=PRIORITIES[kind],

@@ -37,6 +37,8 @@ class RejectReason(StrEnum):
     FS_OUT_OF_RANGE = "fs_out_of_range"
     OVERSIZE = "oversize"
     INVALID_VALUE = "invalid_value"
+    UNSIGNED = "unsigned"  # no device signature where signatures are required
+    BAD_SIGNATURE = "bad_signature"  # signed, but not with the key of the device it names
 
 
 class WireFormatError(EcgstreamError):

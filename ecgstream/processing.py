@@ -7,14 +7,17 @@ around it stays thin and this part is tested directly.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import numpy as np
 
 from ecgstream.alarms import Alarm, AlarmConfig, ClassifiedBeat, RhythmMonitor
 from ecgstream.errors import RejectReason, WireFormatError
+from ecgstream.identity import DeviceVerifier
 from ecgstream.messages import AlarmEvent, BeatResult
 from ecgstream.monitoring.signal_quality import DeviceQuality, QualityConfig, mark_monitor
 from ecgstream.rhythm.ticks import RhythmTick
@@ -31,6 +34,7 @@ class InputMessage:
     value: bytes
     timestamp_ms: int  # when the producer sent it (for end-to-end latency)
     replay: bool = False  # re-read to rebuild state: its outputs were already written
+    signature: bytes | None = None  # the `ecgstream-sig` header (ecgstream/identity.py)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class PendingBeat:
     replay: bool
     signal_fault: str | None = None  # the signal could not be analysed here (see quality)
     second_lead_qrs: float = 1.0  # BeatWindow.second_lead_qrs, for the ventricular-run rule
+    session: str = ""  # the device's boot session (wire.py)
 
 
 @dataclass(frozen=True)
@@ -75,11 +80,13 @@ class PendingTick:
     tick: RhythmTick
     time_s: float  # the device's clock at the tick (unix seconds)
     replay: bool
+    session: str = ""
 
 
 @dataclass
 class _Device:
     partition: int
+    session: str
     patient_id: str
     fs: float
     lead: str
@@ -115,21 +122,33 @@ class Ingested:
     technical: list[PendingAlarm] = field(default_factory=list)
     chunks: int = 0
     duplicates: int = 0
+    sessions: int = 0  # devices that started a new boot session in this batch
+
+
+ENDED_SESSIONS_KEPT = 4096  # ended sessions remembered (their late duplicates are recognised)
 
 
 class StreamProcessor:
-    """Per-device state for the devices of the partitions one consumer owns."""
+    """Per-device state for the devices of the partitions one consumer owns.
+
+    A device has one current boot session; a chunk of another session starts a new one (a
+    reboot: the counters start again), and the ended session is remembered so that its in-flight
+    beats are still judged by its own monitor and its re-delivered chunks still count as
+    duplicates. With a `verifier`, a chunk must carry the signature of the device it names."""
 
     def __init__(
         self,
         preprocess: PreprocessConfig,
         alarm_config: AlarmConfig | None = None,
         quality_config: QualityConfig | None = None,
+        verifier: DeviceVerifier | None = None,
     ) -> None:
         self.preprocess = preprocess
         self.alarm_config = alarm_config or AlarmConfig()
         self.quality_config = quality_config or QualityConfig()
+        self.verifier = verifier
         self._devices: dict[str, _Device] = {}
+        self._ended: OrderedDict[tuple[str, str], _Device] = OrderedDict()
         self.inhibited = 0  # arrhythmia alarms of live (not replayed) input not raised
 
     @property
@@ -140,12 +159,16 @@ class StreamProcessor:
         """Drop the state of devices on partitions this consumer no longer owns."""
         for name in [n for n, d in self._devices.items() if d.partition in partitions]:
             del self._devices[name]
+        for key in [k for k, d in self._ended.items() if d.partition in partitions]:
+            del self._ended[key]
 
     def ingest(self, messages: Sequence[InputMessage]) -> Ingested:
         out = Ingested()
         for message in messages:
             try:
                 chunk = decode_chunk(message.value)
+                if self.verifier is not None:
+                    self.verifier.verify(chunk.device_id, message.value, message.signature)
                 if message.key is not None and message.key != chunk.device_id.encode():
                     raise WireFormatError(
                         RejectReason.INVALID_VALUE, "message key is not the chunk's device id"
@@ -156,12 +179,12 @@ class StreamProcessor:
                     DeadLetter(message.partition, message.offset, exc.reason.value, exc.detail)
                 )
                 continue
-            device = self._device(chunk, message.partition)
-            if chunk.first_sample < device.next_sample:
+            device = self._device(chunk, message.partition, out)
+            if device is None or chunk.first_sample < device.next_sample:
                 out.duplicates += 1  # already seen (a producer retry or a replay overlap)
                 continue
             if chunk.first_sample > device.next_sample or chunk.fs != device.fs:
-                device = self._restart(chunk, message.partition)  # a gap: history is useless
+                self._reset_signal(device, chunk, message.partition)  # a gap
             out.chunks += 1
             device.next_sample = chunk.end_sample
             device.time_origin = chunk.start_time - chunk.first_sample / chunk.fs
@@ -194,6 +217,7 @@ class StreamProcessor:
                         replay=message.replay,
                         signal_fault=device.monitor.fault_at(beat.device_sample),
                         second_lead_qrs=beat.features.second_lead_qrs,
+                        session=device.session,
                     )
                 )
             out.ticks += [
@@ -203,6 +227,7 @@ class StreamProcessor:
                     tick,
                     device.time_origin + tick.sample / device.fs,
                     message.replay,
+                    device.session,
                 )
                 for tick in device.stream.pop_ticks()
             ]
@@ -224,7 +249,7 @@ class StreamProcessor:
         alarms = [AlarmEvent(t.alarm, t.patient_id, model_version) for t in technical]
         labels = np.asarray(classes)[probabilities.argmax(axis=1)] if len(beats) else []
         for pending in ticks:
-            device = self._devices.get(pending.device_id)
+            device = self._session(pending.device_id, pending.session)
             if device is not None:
                 self._rules(
                     device,
@@ -235,7 +260,7 @@ class StreamProcessor:
                     alarms,
                 )
         for beat, label, proba in zip(beats, labels, probabilities, strict=True):
-            device = self._devices.get(beat.device_id)
+            device = self._session(beat.device_id, beat.session)
             if device is not None:
                 classified = ClassifiedBeat(
                     beat.sample, beat.time_s, str(label), beat.rr_prev_s, beat.second_lead_qrs
@@ -262,6 +287,7 @@ class StreamProcessor:
                     latency_ms=max(0.0, now_ms - beat.published_ms),
                     rr_prev_s=beat.rr_prev_s,
                     signal_fault=beat.signal_fault,
+                    session=beat.session,
                 )
             )
         return results, alarms
@@ -334,28 +360,62 @@ class StreamProcessor:
                 f"(accepted: {list(self.preprocess.lead_preference)})",
             ) from None
 
-    def _device(self, chunk: EcgChunk, partition: int) -> _Device:
-        device = self._devices.get(chunk.device_id)
-        return device if device is not None else self._restart(chunk, partition)
+    def _session(self, device_id: str, session: str) -> _Device | None:
+        device = self._devices.get(device_id)
+        if device is not None and device.session == session:
+            return device
+        return self._ended.get((device_id, session))
 
-    def _restart(self, chunk: EcgChunk, partition: int) -> _Device:
-        previous = self._devices.get(chunk.device_id)
+    def _device(self, chunk: EcgChunk, partition: int, out: Ingested) -> _Device | None:
+        """The chunk's device state in the chunk's session: the current one, a new session
+        (the old one is remembered as ended), or None for a late chunk of an ended session that
+        was already seen."""
+        device = self._devices.get(chunk.device_id)
+        if device is None:
+            return self._restart(chunk, partition, chunk.session)
+        session = chunk.session
+        if chunk.wire_version == 1 and chunk.first_sample == device.next_sample:
+            session = device.session  # a contiguous v1 chunk continues, whatever its clock says
+        if session == device.session:
+            return device
+        ended = self._ended.get((chunk.device_id, session))
+        if ended is not None:
+            return ended if chunk.first_sample >= ended.next_sample else None
+        self._ended[(chunk.device_id, device.session)] = device
+        while len(self._ended) > ENDED_SESSIONS_KEPT:
+            self._ended.popitem(last=False)
+        out.sessions += 1
+        del self._devices[chunk.device_id]
+        return self._restart(chunk, partition, session)
+
+    def _restart(self, chunk: EcgChunk, partition: int, session: str) -> _Device:
+        """A new session's state from this chunk on (the device's current session)."""
         device = _Device(
-            partition=partition,
-            patient_id=chunk.patient_id,
-            fs=chunk.fs,
-            lead=chunk.lead_names[choose_leads(chunk.lead_names, self.preprocess)[0]],
-            stream=PatientStream(
-                chunk.fs, self.preprocess, start_sample=chunk.first_sample, rhythm=True
-            ),
-            monitor=previous.monitor
-            if previous is not None
-            else RhythmMonitor(chunk.device_id, self.alarm_config, fs=chunk.fs),
-            quality=previous.quality  # a gap is itself judged against the chunk before it
-            if previous is not None
-            else DeviceQuality(chunk.device_id, self.quality_config),
-            next_sample=chunk.first_sample,
-            time_origin=chunk.start_time - chunk.first_sample / chunk.fs,
+            session=session,
+            monitor=RhythmMonitor(chunk.device_id, self.alarm_config, fs=chunk.fs, session=session),
+            quality=DeviceQuality(chunk.device_id, self.quality_config, session=session),
+            **self._signal_state(chunk, partition),
         )
         self._devices[chunk.device_id] = device
         return device
+
+    def _reset_signal(self, device: _Device, chunk: EcgChunk, partition: int) -> None:
+        """Fresh signal state from this chunk on, after a gap: the filters' and the detector's
+        history is useless. The session's rhythm monitor and quality judge carry over (a gap is
+        itself judged against the chunk before it)."""
+        for name, value in self._signal_state(chunk, partition).items():
+            setattr(device, name, value)
+
+    def _signal_state(self, chunk: EcgChunk, partition: int) -> dict[str, Any]:
+        return {
+            "partition": partition,
+            "patient_id": chunk.patient_id,
+            "fs": chunk.fs,
+            "lead": chunk.lead_names[choose_leads(chunk.lead_names, self.preprocess)[0]],
+            "stream": PatientStream(
+                chunk.fs, self.preprocess, start_sample=chunk.first_sample, rhythm=True
+            ),
+            "next_sample": chunk.first_sample,
+            "time_origin": chunk.start_time - chunk.first_sample / chunk.fs,
+            "last_beat": None,
+        }

@@ -131,6 +131,21 @@ class ReleaseSettings(_Frozen):
     )
 
 
+class IdentitySettings(_Frozen):
+    """How a consumer knows a chunk came from the device it names (ecgstream/identity.py)."""
+
+    require_signatures: bool = Field(
+        True,
+        description="refuse (dead-letter) chunks without their device's signature; false only "
+        "for a closed test network",
+    )
+    fleet_secret: SecretStr | None = Field(
+        None,
+        description="the secret device keys derive from (>= 16 bytes, hex); unset = the local "
+        "stack's <state_dir>/identity/fleet.key",
+    )
+
+
 class ApiSettings(_Frozen):
     """The REST API's default request budget per key (a key may carry its own)."""
 
@@ -184,6 +199,7 @@ class Settings(BaseSettings):
     ray: RaySettings = RaySettings()
     release: ReleaseSettings = ReleaseSettings()
     api: ApiSettings = ApiSettings()
+    identity: IdentitySettings = IdentitySettings()
     local: LocalStackSettings = LocalStackSettings()
 
     @field_validator("state_dir")
@@ -268,6 +284,27 @@ class Settings(BaseSettings):
             return self.postgres.dsn.get_secret_value()
         return read_secret_file(self.postgres_dsn_file, hint="run `ecgstream cluster up` first")
 
+    @property
+    def fleet_secret_file(self) -> Path:
+        return self.state_dir / "identity" / "fleet.key"
+
+    def fleet_secret(self) -> bytes | None:
+        """The fleet secret device keys derive from (environment, else the local stack's 0600
+        file), or None where neither exists. Secret: never print or log it."""
+        if self.identity.fleet_secret is not None:
+            text = self.identity.fleet_secret.get_secret_value()
+        elif self.fleet_secret_file.exists():
+            text = read_secret_file(self.fleet_secret_file, hint="")
+        else:
+            return None
+        try:
+            secret = bytes.fromhex(text)
+        except ValueError:
+            raise ConfigurationError("identity.fleet_secret must be hex") from None
+        if len(secret) < 16:
+            raise ConfigurationError("identity.fleet_secret must be at least 16 bytes (32 hex)")
+        return secret
+
     def kafka_password(self) -> str | None:
         """The configured SCRAM password (environment or 0600 file). Secret: never log it."""
         if self.kafka.password is not None:
@@ -278,7 +315,11 @@ class Settings(BaseSettings):
 
 
 # secrets never cross a process boundary inside settings (see Settings.to_json)
-_SECRETS: dict[str, set[str]] = {"postgres": {"dsn", "sink_dsn"}, "kafka": {"password"}}
+_SECRETS: dict[str, set[str]] = {
+    "postgres": {"dsn", "sink_dsn"},
+    "kafka": {"password"},
+    "identity": {"fleet_secret"},
+}
 
 
 def read_secret_file(path: Path, *, hint: str) -> str:

@@ -1,11 +1,12 @@
 """Wire format of one ECG chunk: a few seconds of samples from one device, as sent to `ecg.samples`.
 
-A chunk is a msgpack map (version 1):
+A chunk is a msgpack map (version 2; version 1 is the same map without `session`):
 
 | key            | type     | meaning                                                    |
 | -------------- | -------- | ---------------------------------------------------------- |
-| `v`            | int      | schema version, 1                                          |
+| `v`            | int      | schema version, 2 (1 still accepted)                       |
 | `device`       | str      | device id (the Kafka key; one device -> one partition)     |
+| `session`      | str      | boot session id: new each time the device's counters start |
 | `patient`      | str      | pseudonymous patient id (never a name or record number)    |
 | `seq`          | int >= 0 | chunk counter of this device                               |
 | `first_sample` | int >= 0 | index of the chunk's first sample in the device's stream   |
@@ -17,8 +18,11 @@ A chunk is a msgpack map (version 1):
 | `samples`      | [bin]    | one int16 little-endian byte string per lead, same length  |
 
 Samples travel as raw int16 (what the ADC produced) so a chunk is ~2 bytes per sample per lead.
-`first_sample` makes a beat's key (device, sample index) independent of how the stream was cut,
-which is what lets sinks deduplicate re-deliveries.
+`first_sample` makes a beat's key (device, session, sample index) independent of how the stream
+was cut, which is what lets sinks deduplicate re-deliveries; `session` keeps a rebooted device,
+whose counters start again at 0, from colliding with its earlier boot. A version-1 chunk has no
+session: its session is derived from the device's time origin (`t0 - first_sample / fs`, whole
+seconds), which a reboot changes and a re-delivery does not (`legacy_session`).
 
 `decode_chunk` refuses anything else with a `WireFormatError` whose `reason` is one of
 `RejectReason`; that reason is what the dead-letter topic and the counters carry.
@@ -38,15 +42,16 @@ import numpy as np
 from ecgstream.errors import RejectReason, WireFormatError
 from ecgstream.signal.units import adc_to_millivolts
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 MAX_MESSAGE_BYTES = 1 << 20  # 1 MiB: ~4 min of one lead at 1 kHz; devices send seconds
 MAX_LEADS = 16
 MIN_FS_HZ = 50.0
 MAX_FS_HZ = 2000.0
-_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _SAMPLE_DTYPE = np.dtype("<i2")
 
-_FIELDS = (
+_FIELDS_V1 = (
     "v",
     "device",
     "patient",
@@ -59,6 +64,8 @@ _FIELDS = (
     "baseline",
     "samples",
 )
+_FIELDS = (*_FIELDS_V1, "session")
+_FIELDS_OF = {1: _FIELDS_V1, 2: _FIELDS}
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -75,6 +82,8 @@ class EcgChunk:
     adc_gain: tuple[float, ...]
     adc_baseline: tuple[int, ...]
     samples: np.ndarray
+    session: str = ""
+    wire_version: int = WIRE_VERSION  # 1: `session` was derived (see legacy_session)
 
     @property
     def n_samples(self) -> int:
@@ -112,6 +121,8 @@ class EcgChunk:
             and self.lead_names == other.lead_names
             and self.adc_gain == other.adc_gain
             and self.adc_baseline == other.adc_baseline
+            and self.session == other.session
+            and self.wire_version == other.wire_version
             and np.array_equal(self.samples, other.samples)
         )
 
@@ -130,8 +141,10 @@ def make_chunk(
     adc_gain: Sequence[float],
     adc_baseline: Sequence[int],
     samples: np.ndarray,
+    session: str | None = None,
 ) -> EcgChunk:
-    """Build a chunk and check it with the same rules the decoder applies."""
+    """Build a chunk and check it with the same rules the decoder applies (version 1 when
+    `session` is None)."""
     array = np.asarray(samples)
     if array.ndim != 2:
         raise WireFormatError(RejectReason.WRONG_TYPE, "samples must be 2-D (leads, samples)")
@@ -152,6 +165,7 @@ def make_chunk(
             adc_gain=adc_gain,
             adc_baseline=adc_baseline,
             samples=array.astype(_SAMPLE_DTYPE, copy=False),
+            session=session,
         )
     )
 
@@ -168,6 +182,7 @@ def encode_chunk(chunk: EcgChunk) -> bytes:
         adc_gain=chunk.adc_gain,
         adc_baseline=chunk.adc_baseline,
         samples=chunk.samples,
+        session=None if chunk.wire_version == 1 else chunk.session,
     )
 
 
@@ -183,13 +198,17 @@ def encode_fields(
     adc_gain: Sequence[float],
     adc_baseline: Sequence[int],
     samples: np.ndarray,
+    session: str | None = None,
 ) -> bytes:
-    """Encode without validating (the decoder validates); tests use it to build bad messages."""
+    """Encode without validating (the decoder validates); tests use it to build bad messages.
+    Version 2 with `session`, version 1 without."""
     rows = np.ascontiguousarray(samples, dtype=_SAMPLE_DTYPE)
+    extra = {} if session is None else {"session": session}
     return msgpack.packb(
         {
-            "v": WIRE_VERSION,
+            "v": 1 if session is None else WIRE_VERSION,
             "device": device_id,
+            **extra,
             "patient": patient_id,
             "seq": int(seq),
             "first_sample": int(first_sample),
@@ -236,22 +255,24 @@ def _validate(raw: Mapping[str, Any]) -> EcgChunk:
     version = raw.get("v")
     if version is None:
         raise WireFormatError(RejectReason.MISSING_FIELD, "field 'v' (schema version) is missing")
-    if version != WIRE_VERSION or isinstance(version, bool):
+    if isinstance(version, bool) or version not in _FIELDS_OF:
         raise WireFormatError(
             RejectReason.UNSUPPORTED_VERSION,
             f"schema version {_shown(version)} is not supported "
-            f"(this reader speaks {WIRE_VERSION})",
+            f"(this reader speaks {', '.join(map(str, SUPPORTED_VERSIONS))})",
         )
-    missing = [name for name in _FIELDS if name not in raw]
+    fields = _FIELDS_OF[version]
+    missing = [name for name in fields if name not in raw]
     if missing:
         raise WireFormatError(RejectReason.MISSING_FIELD, f"missing field(s): {', '.join(missing)}")
-    unknown = sorted(set(raw) - set(_FIELDS))
+    unknown = sorted(set(raw) - set(fields))
     if unknown:
         shown = ", ".join(_shown(name) for name in unknown[:4])
         more = f" and {len(unknown) - 4} more" if len(unknown) > 4 else ""
         raise WireFormatError(RejectReason.UNKNOWN_FIELD, f"unknown field(s): {shown}{more}")
 
     device_id = _identifier(raw, "device")
+    session = _identifier(raw, "session") if version >= 2 else None
     patient_id = _identifier(raw, "patient")
     seq = _non_negative_int(raw, "seq")
     first_sample = _non_negative_int(raw, "first_sample")
@@ -270,7 +291,7 @@ def _validate(raw: Mapping[str, Any]) -> EcgChunk:
         raise WireFormatError(
             RejectReason.INVALID_VALUE, f"{len(leads)} leads; expected 1..{MAX_LEADS}"
         )
-    if len(set(leads)) != len(leads) or not all(_ID_PATTERN.fullmatch(n) for n in leads):
+    if len(set(leads)) != len(leads) or not all(ID_PATTERN.fullmatch(n) for n in leads):
         raise WireFormatError(RejectReason.INVALID_VALUE, "lead names must be distinct identifiers")
     counts = {"gain": len(gains), "baseline": len(baselines), "samples": len(blobs)}
     wrong = {name: n for name, n in counts.items() if n != len(leads)}
@@ -309,7 +330,16 @@ def _validate(raw: Mapping[str, Any]) -> EcgChunk:
         adc_gain=tuple(gains),
         adc_baseline=tuple(baselines),
         samples=samples.astype(np.int16, copy=False),
+        session=session if session is not None else legacy_session(start_time, first_sample, fs),
+        wire_version=version,
     )
+
+
+def legacy_session(start_time: float, first_sample: int, fs: float) -> str:
+    """The session of a version-1 chunk: its device's time origin in whole seconds. Every chunk
+    of one boot shares it (to clock jitter: a contiguous chunk continues its session anyway);
+    a reboot, whose counters start again, moves it."""
+    return f"t{math.floor(start_time - first_sample / fs + 0.5)}"
 
 
 def _shown(value: object, limit: int = 40) -> str:
@@ -323,7 +353,7 @@ def _identifier(raw: Mapping[str, Any], name: str) -> str:
     value = raw[name]
     if not isinstance(value, str):
         raise WireFormatError(RejectReason.WRONG_TYPE, f"field '{name}' must be a string")
-    if not _ID_PATTERN.fullmatch(value):
+    if not ID_PATTERN.fullmatch(value):
         raise WireFormatError(
             RejectReason.INVALID_VALUE,
             f"field '{name}' must be 1-64 characters of [A-Za-z0-9._:-]",

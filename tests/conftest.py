@@ -64,8 +64,17 @@ def nstdb(mitdb_dir: Path) -> Path:
     return path
 
 
-def record_chunks(mitdb_dir: Path, name: str, seconds: int) -> list[bytes]:
-    """The first `seconds` of a real record as encoded 1-s chunks of device "bed-1"."""
+def record_chunks(
+    mitdb_dir: Path,
+    name: str,
+    seconds: int,
+    *,
+    session: str | None = None,
+    start_time: float = 1000.0,
+    device_id: str = "bed-1",
+) -> list[bytes]:
+    """The first `seconds` of a real record as encoded 1-s chunks of device "bed-1" (wire
+    version 1 without `session`)."""
     from ecgstream.records import load_record
     from ecgstream.wire import encode_chunk, make_chunk
 
@@ -73,16 +82,17 @@ def record_chunks(mitdb_dir: Path, name: str, seconds: int) -> list[bytes]:
     return [
         encode_chunk(
             make_chunk(
-                device_id="bed-1",
+                device_id=device_id,
                 patient_id="pt-1",
                 seq=i,
                 first_sample=i * 360,
-                start_time=1000.0 + i,
+                start_time=start_time + i,
                 fs=record.fs,
                 lead_names=record.lead_names,
                 adc_gain=record.adc_gain,
                 adc_baseline=record.adc_baseline,
                 samples=record.digital[:, i * 360 : (i + 1) * 360],
+                session=session,
             )
         )
         for i in range(seconds)

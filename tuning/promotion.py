@@ -160,7 +160,7 @@ async def _shadow_comparison(conn: asyncpg.Connection, version: str) -> dict[str
     rows = await conn.fetch(
         """SELECT p.label AS production, s.label AS shadow, count(*) AS n,
                   avg(s.latency_ms) AS shadow_latency, avg(p.latency_ms) AS production_latency
-           FROM beats_shadow s JOIN beats p USING (device_id, sample_index)
+           FROM beats_shadow s JOIN beats p USING (device_id, session_id, sample_index)
            WHERE s.model_version = $1
            GROUP BY p.label, s.label""",
         version,
@@ -168,6 +168,7 @@ async def _shadow_comparison(conn: asyncpg.Connection, version: str) -> dict[str
     shadow_only = await conn.fetchval(
         """SELECT count(*) FROM beats_shadow s WHERE s.model_version = $1 AND NOT EXISTS
              (SELECT 1 FROM beats p WHERE p.device_id = s.device_id
+                                       AND p.session_id = s.session_id
                                        AND p.sample_index = s.sample_index)""",
         version,
     )

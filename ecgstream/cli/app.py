@@ -50,6 +50,7 @@ def _register() -> None:
         data_cmd,
         db_cmd,
         demo_cmd,
+        devices_cmd,
         edge_cmd,
         fuzz_cmd,
         plan_cmd,
@@ -68,6 +69,7 @@ def _register() -> None:
     app.add_typer(api_cmd.api_app, name="api")
     app.add_typer(api_cmd.keys_app, name="api-keys")
     app.add_typer(edge_cmd.edge_app, name="edge")
+    app.add_typer(devices_cmd.devices_app, name="devices")
     app.add_typer(audit_cmd.audit_app, name="audit")
     app.command("tune")(registry_cmd.tune)
     app.command("replay")(stream_cmd.replay)

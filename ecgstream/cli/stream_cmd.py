@@ -143,8 +143,12 @@ def replay(
     chunk_s: float = typer.Option(1.0, min=0.05, help="seconds of signal per message"),
     duration: float | None = typer.Option(None, min=0.1, help="seconds of signal per device"),
     prefix: str = typer.Option("dev", help="device id prefix"),
+    session: str = typer.Option(
+        "boot-1", help="the devices' boot session: another value plays a reboot (counters from 0)"
+    ),
 ) -> None:
-    """Publish records to `ecg.samples` the way bedside devices would."""
+    """Publish records to `ecg.samples` the way bedside devices would (wire version 2, each
+    chunk signed with its device's key where this deployment's fleet secret is at hand)."""
     from ecgstream.tools.replay import replay as run_replay
 
     settings = load_settings()
@@ -158,6 +162,7 @@ def replay(
             chunk_s=chunk_s,
             duration_s=duration,
             prefix=prefix,
+            session=session,
         )
     )
     console.print(

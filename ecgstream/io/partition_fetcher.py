@@ -23,6 +23,7 @@ from aiokafka.errors import (
 )
 
 from ecgstream.delivery.ports import BatchOutput, Fetched, PermanentError
+from ecgstream.identity import signature_of
 from ecgstream.processing import InputMessage
 
 T = TypeVar("T")
@@ -84,7 +85,15 @@ class PartitionFetcher:
                 continue  # fetched just before the partition was taken away
             until = self._replay_until.get(tp.partition, 0)
             messages += [
-                InputMessage(tp.partition, r.offset, r.key, r.value, r.timestamp, r.offset < until)
+                InputMessage(
+                    tp.partition,
+                    r.offset,
+                    r.key,
+                    r.value,
+                    r.timestamp,
+                    r.offset < until,
+                    signature_of(r.headers),
+                )
                 for r in records
             ]
             ends[tp.partition] = records[-1].offset + 1

@@ -127,14 +127,15 @@ class PostgresSink:
         async with self._pool.acquire() as conn, conn.transaction():
             if beats:
                 await conn.executemany(
-                    f"""INSERT INTO {self._beats_table} (device_id, sample_index, patient_ref,
-                            beat_time, label, probabilities, rr_prev_s, model_version, latency_ms,
-                            signal_fault)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                    f"""INSERT INTO {self._beats_table} (device_id, session_id, sample_index,
+                            patient_ref, beat_time, label, probabilities, rr_prev_s,
+                            model_version, latency_ms, signal_fault)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                         ON CONFLICT DO NOTHING""",
                     [
                         (
                             b.device_id,
+                            b.session,
                             b.sample,
                             b.patient_id,
                             datetime.fromtimestamp(b.time_s, UTC),

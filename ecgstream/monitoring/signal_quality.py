@@ -86,8 +86,11 @@ class _Episode:
 class DeviceQuality:
     """Per-device fault state; feed the device's chunk statistics in order with `add`."""
 
-    def __init__(self, device_id: str, config: QualityConfig | None = None) -> None:
+    def __init__(
+        self, device_id: str, config: QualityConfig | None = None, session: str = ""
+    ) -> None:
         self.device_id = device_id
+        self._id_prefix = f"{device_id}:{session}" if session else device_id  # see RhythmMonitor
         self.config = config or QualityConfig()
         c = self.config
         self._episodes = {name: _Episode() for name in FAULTS}
@@ -161,7 +164,7 @@ class DeviceQuality:
         self.active.add(name)
         start = episode.first
         return Alarm(
-            alarm_id=f"{self.device_id}:{name}:{start.first_sample}",
+            alarm_id=f"{self._id_prefix}:{name}:{start.first_sample}",
             device_id=self.device_id,
             kind=TECHNICAL_KIND,
             severity="medium",

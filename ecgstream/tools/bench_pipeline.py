@@ -26,10 +26,13 @@ import torch
 from aiokafka.admin import NewTopic
 
 from ecgstream.artifact import ModelArtifact, load_artifact
+from ecgstream.identity import signature_of
+from ecgstream.io.device_keys import device_verifier
 from ecgstream.io.kafka import make_admin, make_consumer, make_producer
 from ecgstream.io.sinks import KafkaSink, PostgresSink
 from ecgstream.processing import InputMessage, StreamProcessor
 from ecgstream.settings import Settings
+from ecgstream.tools.bench_compute_floor import compute_floor
 from ecgstream.tools.reference import offline_reference
 from ecgstream.tools.replay import ReplayStats, replay
 
@@ -92,7 +95,7 @@ async def _stored(settings: Settings, prefix: str) -> tuple[int, int]:
     conn = await asyncpg.connect(settings.postgres_dsn())
     try:
         row = await conn.fetchrow(
-            "SELECT count(*) AS n, count(DISTINCT (device_id, sample_index)) AS d "
+            "SELECT count(*) AS n, count(DISTINCT (device_id, session_id, sample_index)) AS d "
             "FROM beats WHERE device_id LIKE $1",
             f"{prefix}-%",
         )
@@ -126,7 +129,7 @@ async def single_process(settings: Settings, workload: Workload, prefix: str) ->
     stats = await publish_workload(bench_settings, workload, prefix)
     model = load_artifact()
     torch.set_num_threads(2)
-    processor = StreamProcessor(model.preprocess)
+    processor = StreamProcessor(model.preprocess, verifier=device_verifier(settings))
     consumer = make_consumer(settings, topic, group_id=f"bench-{prefix}", role="admin")
     producer = make_producer(settings, "admin")
     pool = await asyncpg.create_pool(settings.postgres_dsn(), min_size=1, max_size=2)
@@ -139,7 +142,14 @@ async def single_process(settings: Settings, workload: Workload, prefix: str) ->
         while consumed < stats.chunks:
             batch = await consumer.getmany(timeout_ms=500, max_records=400)
             messages = [
-                InputMessage(tp.partition, r.offset, r.key, r.value, r.timestamp)
+                InputMessage(
+                    tp.partition,
+                    r.offset,
+                    r.key,
+                    r.value,
+                    r.timestamp,
+                    signature=signature_of(r.headers),
+                )
                 for tp, records in batch.items()
                 for r in records
             ]
@@ -376,6 +386,8 @@ async def bench_pipeline(
 
     on_step("bare model")
     bare = bare_model_beats_per_s(load_artifact(), settings)
+    on_step("compute floor (the same workload, no I/O, one core)")
+    floor = compute_floor(settings, workload.records, workload.patients, workload.duration_s)
     singles, pipes, plain = [], [], []
     compare_transactions = compare_transactions and settings.kafka.transactions
     for repeat in range(repeats):
@@ -412,6 +424,8 @@ async def bench_pipeline(
         "duplicates": sum(r["duplicates"] for r in pipes + plain),
         "pipeline_vs_single_process": round(pipe_rate / single_rate, 2),
         "pipeline_vs_bare_model": round(pipe_rate / bare, 3),
+        "compute_floor_beats_per_s": floor["beats_per_s"],
+        "pipeline_vs_compute_floor": round(pipe_rate / floor["beats_per_s"], 3),
         "transactions": settings.kafka.transactions,
         "pipeline_without_transactions_beats_per_s": (
             None if plain_rate is None else round(plain_rate, 1)
@@ -425,6 +439,10 @@ async def bench_pipeline(
                 "seconds_per_patient": workload.duration_s,
                 "repeats": repeats,
             },
+            "compute_floor": floor,
+            "compute_floor_definition": "decode + signature check + preprocessing + model "
+            "(one thread) + alarm rules of the same workload in one process with no I/O, "
+            "beats/s of one core times the cores the pipeline's Ray cluster has",
             "single_process_runs": singles,
             "pipeline_runs": pipes,
             "pipeline_runs_without_transactions": plain,

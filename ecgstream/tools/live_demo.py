@@ -18,6 +18,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from ecgstream.io.device_keys import device_signer
 from ecgstream.io.kafka import make_producer
 from ecgstream.plots import plot_strip
 from ecgstream.records import load_record, load_reference_beats
@@ -247,13 +248,19 @@ async def _faulty_sensor(settings: Settings, prefix: str, duration_s: float, spe
         f"{prefix}-sensor", record, "lead_off", inject_sample=int(SENSOR_FAULT_AFTER_S * record.fs)
     )
     producer = make_producer(settings, "device")
+    signer = device_signer(settings)
     await producer.start()
     started = time.time()
     try:
         for tick, payload, _ in device_chunks(
             device, duration_s, np.random.default_rng(0), origin=started
         ):
-            await producer.send(settings.topics.samples, payload, key=device.device_id.encode())
+            await producer.send(
+                settings.topics.samples,
+                payload,
+                key=device.device_id.encode(),
+                headers=signer.headers(device.device_id, payload) if signer else None,
+            )
             await asyncio.sleep(max(0.0, started + (tick + 1) / max(speed, 1e-9) - time.time()))
     finally:
         await producer.stop()

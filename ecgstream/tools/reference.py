@@ -11,7 +11,7 @@ from pathlib import Path
 from ecgstream.artifact import load_artifact
 from ecgstream.processing import InputMessage, StreamProcessor
 from ecgstream.records import load_record
-from ecgstream.tools.replay import device_chunk, plan_devices
+from ecgstream.tools.replay import REPLAY_SESSION, device_chunk, plan_devices
 from ecgstream.wire import encode_chunk
 
 
@@ -28,6 +28,7 @@ def offline_reference(
     duration_s: float,
     prefix: str,
     chunk_s: float = 1.0,
+    session: str = REPLAY_SESSION,
 ) -> ExpectedOutputs:
     model = load_artifact()
     loaded = {name: load_record(data_dir, name) for name in set(records)}
@@ -42,7 +43,7 @@ def offline_reference(
         for tick in range(math.ceil(duration_s / chunk_s)):  # as many ticks as replay sends
             if device.start_sample + tick * size >= record.n_samples:
                 break
-            chunk = device_chunk(device, record, tick, size, 0.0)
+            chunk = device_chunk(device, record, tick, size, 0.0, session)
             messages.append(InputMessage(0, tick, None, encode_chunk(chunk), 0))
         results, events = processor.complete_with(
             processor.ingest(messages), model.predict_proba, model.classes, model.version

@@ -18,6 +18,7 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
+from ecgstream.io.device_keys import device_signer
 from ecgstream.io.kafka import make_producer
 from ecgstream.records import EcgRecord, load_record
 from ecgstream.settings import Settings
@@ -62,9 +63,15 @@ def plan_devices(
 
 
 def device_chunk(
-    device: ReplayDevice, record: EcgRecord, tick: int, size: int, started: float
+    device: ReplayDevice,
+    record: EcgRecord,
+    tick: int,
+    size: int,
+    started: float,
+    session: str | None = None,
 ) -> EcgChunk:
-    """The chunk a device sends at `tick` (chunks of `size` samples from its start)."""
+    """The chunk a device sends at `tick` (chunks of `size` samples from its start); version 1
+    of the wire format when `session` is None."""
     begin = device.start_sample + tick * size
     return make_chunk(
         device_id=device.device_id,
@@ -77,7 +84,11 @@ def device_chunk(
         adc_gain=record.adc_gain,
         adc_baseline=record.adc_baseline,
         samples=record.digital[:, begin : begin + size],
+        session=session,
     )
+
+
+REPLAY_SESSION = "boot-1"  # every replayed device's session unless told otherwise
 
 
 SPREAD_GROUPS = 10
@@ -95,11 +106,17 @@ async def replay(
     prefix: str = "dev",
     topic: str | None = None,
     on_tick: Callable[[int, ReplayStats], None] = lambda tick, stats: None,
+    session: str | None = None,
 ) -> ReplayStats:
+    """Publish the devices' chunks (wire version 2, signed with their keys where the fleet
+    secret is at hand). All devices are in `session` (REPLAY_SESSION by default): replaying the
+    same devices again is a re-delivery, with another `session` a reboot."""
     loaded: dict[str, EcgRecord] = {name: load_record(data_dir, name) for name in set(records)}
     seconds = {name: r.n_samples / r.fs for name, r in loaded.items()}
     stats = ReplayStats(devices=plan_devices(records, patients, seconds, prefix))
     started = time.time()
+    session = session or REPLAY_SESSION
+    signer = device_signer(settings)
     # a bedside device may write only ecg.samples; replays into staging are release tooling's
     role = "device" if topic in (None, settings.topics.samples) else "admin"
     producer = make_producer(settings, role, linger_ms=20, max_batch_size=256 * 1024)
@@ -119,13 +136,14 @@ async def replay(
                     begin = device.start_sample + tick * size
                     if begin >= record.n_samples:
                         continue
-                    chunk = device_chunk(device, record, tick, size, started)
+                    chunk = device_chunk(device, record, tick, size, started, session)
                     payload = encode_chunk(chunk)
                     futures.append(
                         await producer.send(
                             topic or settings.topics.samples,
                             payload,
                             key=device.device_id.encode(),
+                            headers=signer.headers(device.device_id, payload) if signer else None,
                         )
                     )
                     stats.chunks += 1

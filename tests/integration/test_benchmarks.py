@@ -19,6 +19,7 @@ ISSUE_KEYS = {
     "latency_p99_ms",
     "lost",
     "duplicates",
+    "compute_floor_beats_per_s",
 }
 
 
@@ -40,6 +41,12 @@ async def test_bench_pipeline_reports_every_figure(pipeline: Settings) -> None:
     assert sorted(p for ps in status["assignment"].values() for p in ps) == status["partitions"]
     for key in ("bare_model_beats_per_s", "single_process_beats_per_s", "pipeline_beats_per_s"):
         assert result[key] > 0
+    # the floor did the pipeline's work on the same workload: the same beats, one core x 2
+    floor = result["details"]["compute_floor"]
+    assert floor["beats"] == result["details"]["pipeline_runs"][0]["beats"] > 0
+    assert floor["cores"] == 2
+    assert result["compute_floor_beats_per_s"] == floor["beats_per_s"] > 0
+    assert result["pipeline_vs_compute_floor"] > 0
     # 10 and 20 patients are far below this pipeline's capacity: both loads keep up
     runs = result["details"]["realtime_runs"]
     assert [r["patients"] for r in runs] == [10, 20], runs

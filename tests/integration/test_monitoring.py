@@ -20,6 +20,7 @@ import asyncpg
 import numpy as np
 import yaml
 
+from ecgstream.io.device_keys import device_signer
 from ecgstream.io.kafka import make_producer
 from ecgstream.records import load_record
 from ecgstream.settings import Settings
@@ -76,12 +77,19 @@ async def _publish_faulty_device(
     record = load_record(mitdb, "101")
     device = Device(device_id, record, fault, inject_sample=int(60 * record.fs))
     producer = make_producer(settings, "device")
+    signer = device_signer(settings)
+    assert signer is not None, "the test stack has a fleet secret"
     await producer.start()
     sent = 0
     try:
         origin = time.time()  # sent at once, like replay at full speed: never late
         for _, payload, _ in device_chunks(device, 150, np.random.default_rng(1), origin):
-            await producer.send(settings.topics.samples, payload, key=device_id.encode())
+            await producer.send(
+                settings.topics.samples,
+                payload,
+                key=device_id.encode(),
+                headers=signer.headers(device_id, payload),
+            )
             sent += 1
         await producer.flush()
     finally:

@@ -15,9 +15,12 @@ import ray
 
 from actors.pipeline import coordinator_handle, monitor_handle
 from cluster.migrate import SINK_ROLE, grant_sink_role
+from ecgstream.identity import SIGNATURE_HEADER, device_key, sign
 from ecgstream.io.kafka import make_producer
+from ecgstream.records import load_record
 from ecgstream.settings import Settings
 from ecgstream.tools.replay import malformed_messages, replay
+from ecgstream.wire import encode_chunk, make_chunk
 from tests.integration.conftest import run_cli
 from tests.integration.pipeline_support import (
     RECORDS,
@@ -173,3 +176,148 @@ async def test_a_write_retrying_cannot_fix_halts_delivery_until_resumed(
     assert stored == expected.beats
     after = await wait_for_zero_lag()
     assert not any(c.get("halted") for c in after["consumers"])
+
+
+async def test_a_device_cannot_publish_as_another_and_a_reboot_is_a_new_session(
+    pipeline: Settings, mitdb_dir: Path
+) -> None:
+    """Through the real stack: chunks naming a device but signed with another device's key,
+    or unsigned, are dead-lettered with their reason and store nothing; the same devices
+    replayed in a second boot session (counters from 0 again) are stored again under that
+    session, beat for beat, instead of being dropped as duplicates."""
+    prefix = f"ident{uuid.uuid4().hex[:6]}"
+    victim, intruder = f"{prefix}-victim", f"{prefix}-intruder"
+    secret = pipeline.fleet_secret()
+    assert secret is not None
+    record = load_record(mitdb_dir, "101")
+    payloads = [
+        encode_chunk(
+            make_chunk(
+                device_id=victim,
+                patient_id="pt-victim",
+                seq=i,
+                first_sample=i * 360,
+                start_time=time.time() + i,
+                fs=record.fs,
+                lead_names=record.lead_names,
+                adc_gain=record.adc_gain,
+                adc_baseline=record.adc_baseline,
+                samples=record.digital[:, i * 360 : (i + 1) * 360],
+                session="boot-1",
+            )
+        )
+        for i in range(20)
+    ]
+    before = ray.get(coordinator_handle().status.remote(), timeout=60)
+    producer = make_producer(pipeline, "device")
+    await producer.start()
+    try:
+        for payload in payloads[:15]:  # the intruder signs with its own key
+            signature = sign(device_key(secret, intruder), payload)
+            await producer.send(
+                pipeline.topics.samples,
+                payload,
+                key=victim.encode(),
+                headers=[(SIGNATURE_HEADER, signature)],
+            )
+        for payload in payloads[15:]:  # no signature at all
+            await producer.send(pipeline.topics.samples, payload, key=victim.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    reboot = f"{prefix}-dev"
+    first = await replay(pipeline, mitdb_dir, ["119"], 1, speed=0, duration_s=30, prefix=reboot)
+    await wait_for_zero_lag()
+    second = await replay(
+        pipeline, mitdb_dir, ["119"], 1, speed=0, duration_s=30, prefix=reboot, session="boot-2"
+    )
+    assert first.chunks == second.chunks == 30
+    await wait_for_zero_lag()
+    conn = await asyncpg.connect(pipeline.postgres_dsn())
+    try:
+        rows = await conn.fetch(
+            "SELECT device_id, session_id, sample_index FROM beats WHERE device_id LIKE $1",
+            f"{prefix}-%",
+        )
+    finally:
+        await conn.close()
+    assert not [r for r in rows if r["device_id"] == victim], "an impersonated chunk was stored"
+    by_session: dict[str, list[int]] = {}
+    for r in rows:
+        by_session.setdefault(r["session_id"], []).append(r["sample_index"])
+    assert sorted(by_session) == ["boot-1", "boot-2"]
+    assert sorted(by_session["boot-1"]) == sorted(by_session["boot-2"])  # the same 30 s again
+    assert len(by_session["boot-1"]) >= 25
+
+    letters = await topic_messages(pipeline, pipeline.topics.deadletter)
+    reasons = [dict(m.headers)["reason"].decode() for m in letters]  # only this test signs badly
+    assert reasons.count("bad_signature") == 15 and reasons.count("unsigned") == 5
+    after = ray.get(coordinator_handle().status.remote(), timeout=60)
+    counted = sum(c.get("dead_letters", 0) for c in after["consumers"])
+    assert counted - sum(c.get("dead_letters", 0) for c in before["consumers"]) >= 20
+
+
+async def test_edge_results_reach_postgresql_once_across_an_ingest_crash(
+    pipeline: Settings, mitdb_dir: Path, tmp_path: Path
+) -> None:
+    """An edge runner's results, forwarded to Kafka, are stored in PostgreSQL by the edge
+    ingest, each beat and alarm once, even when the ingest is killed mid-way (Ray restarts it
+    and it resumes from its committed offsets); the stream's own beats are left alone."""
+    import json
+    import sys
+
+    from actors.edge_ingest import edge_ingest_handle
+    from ecgstream.edge.export import export_bundle
+    from ecgstream.edge.outbox import Outbox
+
+    bundle = tmp_path / "bundle"
+    export_bundle(None, bundle)
+    edge = str(Path(sys.executable).with_name("ecgstream-edge"))
+    outboxes = []
+    for n in range(2):  # two edge devices; the ingest is killed between them
+        device = f"edgepg{uuid.uuid4().hex[:6]}"
+        outbox = tmp_path / f"outbox-{n}.sqlite"
+        process = await asyncio.create_subprocess_exec(
+            edge, "run", "--bundle", str(bundle), "--device", device, "--outbox", str(outbox),
+            "--wfdb", str(mitdb_dir / "208"), "--speed", "0", "--seconds", "300",
+            "--kafka", pipeline.kafka_bootstrap,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 300)
+        assert process.returncode == 0, err.decode()[-2000:]
+        assert json.loads(out.decode().splitlines()[-1])["forwarded"] > 300
+        outboxes.append((device, outbox))
+        if n == 0:
+            ray.kill(edge_ingest_handle(), no_restart=False)  # a crash: Ray restarts it
+
+    def outbox_ids(path: Path) -> tuple[set[str], set[str]]:
+        box = Outbox(path)
+        rows = box._db.execute("SELECT kind, message_id FROM outbox").fetchall()
+        box.close()
+        return {m for k, m in rows if k == "beat"}, {m for k, m in rows if k == "alarm"}
+
+    conn = await asyncpg.connect(pipeline.postgres_dsn())
+    try:
+        for device, outbox in outboxes:
+            beats, alarms = outbox_ids(outbox)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                stored = await conn.fetch(
+                    "SELECT sample_index FROM beats WHERE device_id = $1", device
+                )
+                if len(stored) >= len(beats):
+                    break
+                await asyncio.sleep(1)
+            await asyncio.sleep(2)  # anything late would be a double
+            stored = await conn.fetch("SELECT sample_index FROM beats WHERE device_id = $1", device)
+            assert {f"{device}:{r['sample_index']}" for r in stored} == beats
+            assert len(stored) == len(beats)  # the key allows no doubles; none are missing
+            stored_alarms = await conn.fetch(
+                "SELECT alarm_id FROM alarms WHERE device_id = $1", device
+            )
+            assert {r["alarm_id"] for r in stored_alarms} == alarms and alarms
+    finally:
+        await conn.close()
+    stats = ray.get(edge_ingest_handle().stats.remote(), timeout=30)
+    assert stats["beats"] > 0 and stats["malformed"] == 0

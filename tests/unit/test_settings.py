@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from ecgstream.errors import ConfigurationError
-from ecgstream.settings import Settings, read_secret_file, write_secret_file
+from ecgstream.settings import IdentitySettings, Settings, read_secret_file, write_secret_file
 
 
 def test_defaults_point_at_the_local_stack(tmp_path: Path) -> None:
@@ -33,7 +33,7 @@ def test_environment_with_prefix_and_nesting(monkeypatch: pytest.MonkeyPatch) ->
     settings = Settings()
     assert settings.kafka_bootstrap == "broker-1:9092,broker-2:9092"
     assert settings.postgres_dsn() == "postgresql://u:secret@db:5432/ecg"
-    assert "secret" not in repr(settings)
+    assert "u:secret" not in repr(settings)
     assert settings.local.kafka_port == 39092
     assert settings.state_dir == Path("/tmp/somewhere")
 
@@ -146,3 +146,56 @@ def test_a_kafka_password_file_must_be_private(tmp_path: Path) -> None:
         settings.kafka_password()
     path.chmod(0o600)
     assert settings.kafka_password() == "pw"
+
+
+def test_the_fleet_secret_comes_from_the_environment_or_the_stacks_private_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cluster.stack import ensure_fleet_secret
+    from ecgstream.io.device_keys import device_verifier
+
+    settings = Settings(state_dir=tmp_path)
+    assert settings.fleet_secret() is None
+    with pytest.raises(ConfigurationError, match="FLEET_SECRET"):
+        device_verifier(settings)  # required, and none: the consumer refuses to start
+    assert (
+        device_verifier(
+            settings.model_copy(update={"identity": IdentitySettings(require_signatures=False)})
+        )
+        is None
+    )
+    ensure_fleet_secret(settings)
+    made = settings.fleet_secret()
+    assert made is not None and len(made) == 32
+    assert (settings.fleet_secret_file.stat().st_mode & 0o777) == 0o600
+    ensure_fleet_secret(settings)
+    assert settings.fleet_secret() == made  # made once
+    assert device_verifier(settings) is not None
+    monkeypatch.setenv("ECGSTREAM_IDENTITY__FLEET_SECRET", "ab" * 16)
+    from_env = Settings(state_dir=tmp_path)
+    assert from_env.fleet_secret() == bytes.fromhex("ab" * 16)
+    assert "abab" not in from_env.to_json()  # never handed to actors in settings
+    assert Settings.from_json(from_env.to_json()).fleet_secret() == bytes.fromhex("ab" * 16)
+    monkeypatch.setenv("ECGSTREAM_IDENTITY__FLEET_SECRET", "abcd")
+    with pytest.raises(ConfigurationError, match="16 bytes"):
+        Settings(state_dir=tmp_path).fleet_secret()
+
+
+def test_devices_key_writes_one_devices_key_to_a_private_file_and_never_prints_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from ecgstream.cli.app import app
+    from ecgstream.identity import DeviceVerifier, device_key, sign
+
+    monkeypatch.setenv("ECGSTREAM_IDENTITY__FLEET_SECRET", "cd" * 32)
+    out = tmp_path / "bed-07.key"
+    result = CliRunner().invoke(app, ["devices", "key", "bed-07", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    key = bytes.fromhex(out.read_text().strip())
+    assert key == device_key(bytes.fromhex("cd" * 32), "bed-07")
+    assert key.hex() not in result.output and (out.stat().st_mode & 0o777) == 0o600
+    DeviceVerifier(bytes.fromhex("cd" * 32)).verify("bed-07", b"chunk", sign(key, b"chunk"))
+    refused = CliRunner().invoke(app, ["devices", "key", "bad id!", "--out", str(out)])
+    assert refused.exit_code == 1 and "device id" in refused.output

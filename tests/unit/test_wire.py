@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from ecgstream.errors import RejectReason, WireFormatError
 from ecgstream.wire import (
     MAX_MESSAGE_BYTES,
+    WIRE_VERSION,
     decode_chunk,
     encode_chunk,
     encode_fields,
@@ -66,6 +67,26 @@ def test_round_trip_is_exact() -> None:
     assert decoded.lead_index("V5") is None
 
 
+def test_version_2_carries_the_boot_session() -> None:
+    chunk = make_chunk(**_fields(), session="boot-7f3a")
+    raw = msgpack.unpackb(encode_chunk(chunk), raw=False)
+    assert raw["v"] == WIRE_VERSION == 2 and raw["session"] == "boot-7f3a"
+    decoded = decode_chunk(encode_chunk(chunk))
+    assert decoded == chunk and decoded.session == "boot-7f3a" and decoded.wire_version == 2
+
+
+def test_version_1_is_accepted_with_the_session_of_its_time_origin() -> None:
+    """Every chunk of one boot shares the session (t0 - first_sample/fs); a reboot, whose
+    counters start again at 0 later on, gets another; a version-1 chunk re-encodes as version 1."""
+    first = make_chunk(**_fields(seq=0, first_sample=0, start_time=1_764_000_000.0))
+    later = make_chunk(**_fields(seq=12, first_sample=12 * 360, start_time=1_764_000_012.0))
+    rebooted = make_chunk(**_fields(seq=0, first_sample=0, start_time=1_764_000_500.0))
+    assert first.wire_version == 1 and first.session == later.session == "t1764000000"
+    assert rebooted.session == "t1764000500"
+    assert msgpack.unpackb(encode_chunk(first), raw=False)["v"] == 1
+    assert decode_chunk(encode_chunk(first)) == first
+
+
 def test_millivolts_use_gain_and_baseline() -> None:
     chunk = make_chunk(**_fields(samples=np.full((2, 4), 1224, dtype=np.int16)))
     np.testing.assert_allclose(chunk.millivolts(), np.ones((2, 4)))
@@ -104,7 +125,11 @@ def test_round_trip_property(n_leads: int, n_samples: int, fs: float, seq: int, 
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        (_raw(v=2), RejectReason.UNSUPPORTED_VERSION),
+        (_raw(v=3), RejectReason.UNSUPPORTED_VERSION),
+        (_raw(v=2), RejectReason.MISSING_FIELD),  # version 2 names its session
+        ({**_raw(), "session": "boot-1"}, RejectReason.UNKNOWN_FIELD),  # version 1 has none
+        ({**_raw(v=2), "session": "boot 1!"}, RejectReason.INVALID_VALUE),
+        ({**_raw(v=2), "session": 1}, RejectReason.WRONG_TYPE),
         (_raw(v="1"), RejectReason.UNSUPPORTED_VERSION),
         (_raw(v=None), RejectReason.MISSING_FIELD),
         (_raw(fs=None), RejectReason.MISSING_FIELD),
