@@ -14,6 +14,7 @@ from typing import Any
 import ray
 
 from actors.coordinator import COORDINATOR_NAME, MAX_CONSUMER_GENERATIONS, Coordinator
+from actors.edge_ingest import start_edge_ingest, stop_edge_ingest
 from actors.lanes import lane as lane_named
 from actors.model_directory import MODEL_DIRECTORY_NAME, ModelTarget, model_directory
 from actors.monitor import MONITOR_NAME, MonitorActor
@@ -68,6 +69,7 @@ def start_consumer_pool(
         resources={pinned: 1} if pinned else None,
     ).remote(settings.to_json(), model_dir)
     register_monitor_target(settings)
+    start_edge_ingest(settings)  # edge results into PostgreSQL while the stream is up
     coordinator = Coordinator.options(
         name=COORDINATOR_NAME, namespace=namespace(), lifetime="detached", get_if_exists=True
     ).remote(settings.to_json(), consumers, model_dir)
@@ -346,6 +348,7 @@ def stream_down(settings: Settings) -> None:
     with contextlib.suppress(ValueError):
         ray.kill(monitor_handle(), no_restart=True)
     _stop_coordinator("production")
+    stop_edge_ingest()
     with contextlib.suppress(Exception):
         serve.delete(lane_named("production").serve_app)
     with contextlib.suppress(ValueError):

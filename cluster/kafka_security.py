@@ -151,6 +151,8 @@ class KafkaSecurity:
         return [
             Grant("pipeline", read, "topic", inputs),
             Grant("pipeline", write, "topic", outputs),
+            # the edge ingest reads edge results back to store them (ecgstream/io/edge_ingest)
+            Grant("pipeline", read, "topic", (topics.beats, topics.alerts)),
             Grant("pipeline", read, "group", ("ecgstream-",), prefixed=True),
             # a consumer actor's transactional id is its name (ecgstream/io/kafka_transactions)
             Grant("pipeline", write, "transactional-id", ("ecgstream-consumer-",), prefixed=True),

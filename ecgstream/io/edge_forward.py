@@ -8,7 +8,9 @@ on (re)connection it reads its partition from there (read_committed) and marks w
 sent. Nothing is sent twice and nothing unacknowledged is dropped.
 
 Messages go to the server's own topics in the server's format (`ecgstream.messages`), keyed by
-device id, so nursing stations see edge results as they see the stream's.
+device id, so nursing stations see edge results as they see the stream's; the header
+`origin: edge` tells the server's edge ingest (ecgstream/io/edge_ingest.py) to store them in
+PostgreSQL.
 
 Needs `aiokafka` (the one extra package of an edge device that forwards to Kafka).
 """
@@ -252,6 +254,7 @@ class KafkaForwarder:
                     r.payload,
                     key=self._key,
                     partition=partitions[self._target.topic(r.kind)],
+                    headers=[("origin", b"edge")],  # the server's edge ingest stores these
                 )
                 for r in rows
             ]
