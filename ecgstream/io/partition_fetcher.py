@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
@@ -84,18 +84,7 @@ class PartitionFetcher:
             if tp.partition not in self.assigned or not records:
                 continue  # fetched just before the partition was taken away
             until = self._replay_until.get(tp.partition, 0)
-            messages += [
-                InputMessage(
-                    tp.partition,
-                    r.offset,
-                    r.key,
-                    r.value,
-                    r.timestamp,
-                    r.offset < until,
-                    signature_of(r.headers),
-                )
-                for r in records
-            ]
+            messages += [input_message(r, r.offset < until) for r in records]
             ends[tp.partition] = records[-1].offset + 1
         return Fetched(messages, ends) if messages else None
 
@@ -135,3 +124,16 @@ class PartitionFetcher:
                 start = min(found[tp].offset, committed)
         consumer.seek(tp, start)
         self._replay_until[tp.partition] = committed
+
+
+def input_message(record: ConsumerRecord, replay: bool = False) -> InputMessage:
+    """A fetched Kafka record as the processor's input (with its device signature header)."""
+    return InputMessage(
+        record.partition,
+        record.offset,
+        record.key,
+        record.value,
+        record.timestamp,
+        replay,
+        signature_of(record.headers),
+    )

@@ -26,11 +26,11 @@ import torch
 from aiokafka.admin import NewTopic
 
 from ecgstream.artifact import ModelArtifact, load_artifact
-from ecgstream.identity import signature_of
 from ecgstream.io.device_keys import device_verifier
 from ecgstream.io.kafka import make_admin, make_consumer, make_producer
+from ecgstream.io.partition_fetcher import input_message
 from ecgstream.io.sinks import KafkaSink, PostgresSink
-from ecgstream.processing import InputMessage, StreamProcessor
+from ecgstream.processing import StreamProcessor
 from ecgstream.settings import Settings
 from ecgstream.tools.bench_compute_floor import compute_floor
 from ecgstream.tools.reference import offline_reference
@@ -141,18 +141,7 @@ async def single_process(settings: Settings, workload: Workload, prefix: str) ->
     try:
         while consumed < stats.chunks:
             batch = await consumer.getmany(timeout_ms=500, max_records=400)
-            messages = [
-                InputMessage(
-                    tp.partition,
-                    r.offset,
-                    r.key,
-                    r.value,
-                    r.timestamp,
-                    signature=signature_of(r.headers),
-                )
-                for tp, records in batch.items()
-                for r in records
-            ]
+            messages = [input_message(r) for records in batch.values() for r in records]
             consumed += len(messages)
             results, alarms = processor.complete_with(
                 processor.ingest(messages),

@@ -21,7 +21,7 @@ from ecgstream.model import BeatClassifier
 from ecgstream.settings import Settings
 from ecgstream.tools.reference import ExpectedOutputs
 from ecgstream.tools.reference import offline_reference as shared_reference
-from ecgstream.tools.replay import replay
+from ecgstream.tools.replay import REPLAY_SESSION, replay
 
 RECORDS = ["119", "208", "101"]
 
@@ -95,7 +95,7 @@ async def assert_kafka_outputs_once(
 ) -> None:
     """What a read_committed subscriber reads: every stored beat and alarm, each once."""
     in_kafka = kafka_beats(await topic_messages(settings, settings.topics.beats), prefix)
-    assert set(in_kafka) == {f"{d}:{s}" for d, s in beats}
+    assert set(in_kafka) == {f"{d}:{REPLAY_SESSION}:{s}" for d, s in beats}  # replay's session
     doubled = sorted(k for k, labels in in_kafka.items() if len(labels) > 1)
     assert not doubled, f"{len(doubled)} beats read twice, e.g. {doubled[:3]}"
     raised = [

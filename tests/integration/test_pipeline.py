@@ -19,7 +19,7 @@ from ecgstream.identity import SIGNATURE_HEADER, device_key, sign
 from ecgstream.io.kafka import make_producer
 from ecgstream.records import load_record
 from ecgstream.settings import Settings
-from ecgstream.tools.replay import malformed_messages, replay
+from ecgstream.tools.replay import REPLAY_SESSION, malformed_messages, replay
 from ecgstream.wire import encode_chunk, make_chunk
 from tests.integration.conftest import run_cli
 from tests.integration.pipeline_support import (
@@ -49,7 +49,9 @@ async def test_replay_gives_the_offline_beats_in_kafka_and_postgres(
     assert sorted(alarms) == sorted(expected.alarms)
 
     in_kafka = kafka_beats(await topic_messages(pipeline, pipeline.topics.beats), prefix)
-    assert in_kafka == {f"{d}:{s}": [label] for (d, s), label in expected.beats.items()}
+    assert in_kafka == {
+        f"{d}:{REPLAY_SESSION}:{s}": [label] for (d, s), label in expected.beats.items()
+    }
     await assert_kafka_outputs_once(pipeline, prefix, set(stored), alarms)
     # the monitor received the window statistics of every chunk (3 devices x 120 s)
     received = ray.get(monitor_handle().received_for.remote(f"{prefix}-"), timeout=60)

@@ -25,7 +25,7 @@ from ecgstream.artifact import ModelArtifact, load_artifact, save_artifact
 from ecgstream.model import BeatClassifier, ModelConfig
 from ecgstream.release.policy import load_policy
 from ecgstream.settings import Settings
-from ecgstream.tools.replay import replay
+from ecgstream.tools.replay import REPLAY_SESSION, replay
 from tests.integration.conftest import settings_env
 from tests.integration.pipeline_support import (
     RECORDS,
@@ -235,7 +235,7 @@ async def test_promotion_and_rollback_during_live_replay_lose_and_double_nothing
         assert switches <= 2, f"{device}: the version flipped back and forth"
     # Kafka subscribers see the version of every beat too
     in_kafka = kafka_beats(await topic_messages(pipeline, pipeline.topics.beats), prefix)
-    assert set(in_kafka) == {f"{d}:{s}" for d, s in expected.beats}
+    assert set(in_kafka) == {f"{d}:{REPLAY_SESSION}:{s}" for d, s in expected.beats}
     assert await asyncio.to_thread(with_registry, pipeline, lambda r: r.alias("production")) is None
     history = await asyncio.to_thread(with_registry, pipeline, lambda r: r.alias_history())
     assert [h["reason"] for h in history[:2]] == ["rollback", "promote"]
@@ -269,7 +269,7 @@ async def test_shadow_mirrors_live_traffic_and_never_alarms(
         in_shadow_topic = kafka_beats(
             await topic_messages(pipeline, pipeline.topics.beats_shadow), prefix
         )
-        assert set(in_shadow_topic) == {f"{d}:{s}" for d, s in expected.beats}
+        assert set(in_shadow_topic) == {f"{d}:{REPLAY_SESSION}:{s}" for d, s in expected.beats}
         report = await asyncio.to_thread(shadow_report, pipeline)
         assert report["shadow_version"] == candidate
         assert report["compared_beats"] >= len(expected.beats)

@@ -32,7 +32,7 @@ from ecgstream.settings import (
     PrometheusSettings,
     Settings,
 )
-from ecgstream.tools.replay import replay
+from ecgstream.tools.replay import REPLAY_SESSION, replay
 from tests.integration.conftest import TEST_PORTS, run_cli, service_state_dir
 from tests.integration.pipeline_support import (
     RECORDS,
@@ -395,7 +395,9 @@ async def test_the_pipeline_end_to_end_over_tls_with_acls(
     assert stored == expected.beats  # same beats, same classes, each once
     in_kafka = kafka_beats(await topic_messages(settings, settings.topics.beats), prefix)
     # each once: the pipeline's transactions work under the ACLs too
-    assert in_kafka == {f"{d}:{s}": [label] for (d, s), label in expected.beats.items()}
+    assert in_kafka == {
+        f"{d}:{REPLAY_SESSION}:{s}": [label] for (d, s), label in expected.beats.items()
+    }
 
 
 def test_the_api_serves_https_only(secure_pipeline: Settings) -> None:
