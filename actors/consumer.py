@@ -282,6 +282,14 @@ class ConsumerActor:
             "retries": sum(engine.retries.values()) if engine else 0,
             **{
                 key: counts.get(key, 0)
-                for key in ("chunks", "beats", "alarms", "dead_letters", "duplicates", "batches")
+                for key in (
+                    "chunks",
+                    "beats",
+                    "alarms",
+                    "dead_letters",
+                    "duplicates",
+                    "sessions",
+                    "batches",
+                )
             },
         }

@@ -55,6 +55,7 @@ class MonitorFeed:
         report = ConsumerReport(
             chunks=out.ingested.chunks,
             duplicates=out.ingested.duplicates,
+            sessions=out.ingested.sessions,
             retries=retries - self._reported_retries,
             beats_by_class=Counter(b.label for b in out.beats),
             latencies_s=[b.latency_ms / 1000 for b in out.beats],

@@ -178,6 +178,7 @@ class DeliveryEngine:
         self.counts["batches"] += 1
         self.counts["chunks"] += out.ingested.chunks
         self.counts["duplicates"] += out.ingested.duplicates
+        self.counts["sessions"] += out.ingested.sessions
         self.counts["beats"] += len(out.beats)
         self.counts["alarms"] += sum(not e.is_end for e in out.alarms)
         self.counts["dead_letters"] += len(out.letters)

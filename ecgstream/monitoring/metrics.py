@@ -34,6 +34,7 @@ class ConsumerReport:
 
     chunks: int = 0
     duplicates: int = 0
+    sessions: int = 0  # devices that started a new boot session (a reboot)
     retries: int = 0
     beats_by_class: Counter[str] = field(default_factory=Counter)
     latencies_s: list[float] = field(default_factory=list)
@@ -52,6 +53,11 @@ class MonitorMetrics:
         self.chunks = PromCounter("ecgstream_chunks", "Signal chunks processed", registry=r)
         self.duplicate_chunks = PromCounter(
             "ecgstream_duplicate_chunks", "Chunks skipped as already processed", registry=r
+        )
+        self.sessions = PromCounter(
+            "ecgstream_device_sessions_started",
+            "Devices that started a new boot session (rebooted: counters from 0 again)",
+            registry=r,
         )
         self.retries = PromCounter(
             "ecgstream_consumer_retries",
@@ -168,6 +174,7 @@ class MonitorMetrics:
     def record(self, report: ConsumerReport, now_s: float) -> None:
         self.chunks.inc(report.chunks)
         self.duplicate_chunks.inc(report.duplicates)
+        self.sessions.inc(report.sessions)
         self.retries.inc(report.retries)
         for name, n in report.beats_by_class.items():
             self.beats.labels(name).inc(n)

@@ -256,8 +256,11 @@ async def test_a_device_cannot_publish_as_another_and_a_reboot_is_a_new_session(
     reasons = [dict(m.headers)["reason"].decode() for m in letters]  # only this test signs badly
     assert reasons.count("bad_signature") == 15 and reasons.count("unsigned") == 5
     after = ray.get(coordinator_handle().status.remote(), timeout=60)
-    counted = sum(c.get("dead_letters", 0) for c in after["consumers"])
-    assert counted - sum(c.get("dead_letters", 0) for c in before["consumers"]) >= 20
+    def total(status: dict, key: str) -> int:
+        return sum(c.get(key, 0) for c in status["consumers"])
+
+    assert total(after, "dead_letters") - total(before, "dead_letters") >= 20
+    assert total(after, "sessions") - total(before, "sessions") >= 1  # the reboot, counted
 
 
 async def test_edge_results_reach_postgresql_once_across_an_ingest_crash(
