@@ -255,7 +255,7 @@ def _validate(raw: Mapping[str, Any]) -> EcgChunk:
     version = raw.get("v")
     if version is None:
         raise WireFormatError(RejectReason.MISSING_FIELD, "field 'v' (schema version) is missing")
-    if isinstance(version, bool) or version not in _FIELDS_OF:
+    if not isinstance(version, int) or isinstance(version, bool) or version not in _FIELDS_OF:
         raise WireFormatError(
             RejectReason.UNSUPPORTED_VERSION,
             f"schema version {_shown(version)} is not supported "

@@ -256,6 +256,7 @@ async def test_a_device_cannot_publish_as_another_and_a_reboot_is_a_new_session(
     reasons = [dict(m.headers)["reason"].decode() for m in letters]  # only this test signs badly
     assert reasons.count("bad_signature") == 15 and reasons.count("unsigned") == 5
     after = ray.get(coordinator_handle().status.remote(), timeout=60)
+
     def total(status: dict, key: str) -> int:
         return sum(c.get(key, 0) for c in status["consumers"])
 

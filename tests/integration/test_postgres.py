@@ -47,7 +47,7 @@ async def test_beat_round_trip_and_idempotent_key(conn: asyncpg.Connection) -> N
         INSERT INTO beats (device_id, sample_index, patient_ref, beat_time, label,
                            probabilities, rr_prev_s, model_version, latency_ms)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-        ON CONFLICT (device_id, sample_index) DO NOTHING"""
+        ON CONFLICT (device_id, session_id, sample_index) DO NOTHING"""
     await conn.execute("DELETE FROM beats WHERE device_id = 'dev-rt'")
     await conn.executemany(insert, [row, row, row])
     rows = await conn.fetch("SELECT * FROM beats WHERE device_id = 'dev-rt'")
