@@ -82,7 +82,8 @@ async def test_consumer_dies_between_the_database_commit_and_the_offset_commit(
     after = await replay_with_fault(
         pipeline, mitdb_dir, prefix, crash_after_the_writes, state_kept=False
     )
-    assert any(f"lost {victim['name']}" in e for e in after["events"])  # it did die there
+    events = after["events"]
+    assert any(f"lost {victim['name']}" in e for e in events), events  # it did die there
     assert any(f"fenced {victim['name']}" in e for e in after["events"])  # its txn aborted
     assert victim["name"] not in after["assignment"]
 
