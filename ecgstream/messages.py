@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 from ecgstream.alarms import Alarm
 
+# the Kafka record header an edge runner puts on what it forwards (the edge ingest stores those)
+EDGE_ORIGIN_HEADER = ("origin", b"edge")
+
 
 @dataclass(frozen=True)
 class BeatResult:

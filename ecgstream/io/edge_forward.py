@@ -28,6 +28,7 @@ from typing import Any
 
 from ecgstream.edge.outbox import Outbox, Pending
 from ecgstream.errors import ConfigurationError
+from ecgstream.messages import EDGE_ORIGIN_HEADER
 
 log = logging.getLogger("ecgstream.edge")
 
@@ -254,7 +255,7 @@ class KafkaForwarder:
                     r.payload,
                     key=self._key,
                     partition=partitions[self._target.topic(r.kind)],
-                    headers=[("origin", b"edge")],  # the server's edge ingest stores these
+                    headers=[EDGE_ORIGIN_HEADER],  # the server's edge ingest stores these
                 )
                 for r in rows
             ]

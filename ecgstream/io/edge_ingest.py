@@ -15,18 +15,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
 from ecgstream.io.sinks import PostgresSink
-from ecgstream.messages import AlarmEvent, BeatResult, alarm_from_message, beat_from_message
+from ecgstream.messages import (
+    EDGE_ORIGIN_HEADER,
+    AlarmEvent,
+    BeatResult,
+    alarm_from_message,
+    beat_from_message,
+)
 
 log = logging.getLogger("ecgstream.edge_ingest")
 
-ORIGIN_HEADER = "origin"
-EDGE_ORIGIN = b"edge"
 INGEST_GROUP = "ecgstream-edge-ingest"
 MAX_RECORDS = 2000
 
@@ -42,7 +46,7 @@ class IngestCounts:
 
 
 def is_edge_record(headers: Sequence[tuple[str, bytes]] | None) -> bool:
-    return any(k == ORIGIN_HEADER and v == EDGE_ORIGIN for k, v in headers or ())
+    return any((k, v) == EDGE_ORIGIN_HEADER for k, v in headers or ())
 
 
 class EdgeResultsIngest:
@@ -103,12 +107,4 @@ class EdgeResultsIngest:
                 await self._consumer.seek_to_beginning(tp)
 
     def stats(self) -> dict[str, Any]:
-        c = self.counts
-        return {
-            "beats": c.beats,
-            "alarms": c.alarms,
-            "skipped": c.skipped,
-            "malformed": c.malformed,
-            "batches": c.batches,
-            "errors": dict(c.errors),
-        }
+        return asdict(self.counts)
