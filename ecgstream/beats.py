@@ -23,8 +23,10 @@ depends only on the signal, never on how it was chunked.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -241,56 +243,30 @@ class BeatExtractor:
         """PATIENT_RR_FEATURES and, per lead, MORPHOLOGY_FEATURES of one beat; `window` and
         `dominant` (n_leads, window) in mV, `scale` (n_leads,). The RR reference holds the
         intervals *before* this beat, so a premature beat is judged against the rhythm it
-        interrupts."""
+        interrupts. Plain floats for the few RR values (sorted() picks the same medians as a
+        partition, and a left-to-right sum is what numpy does below 8 values)."""
         c = self.config
         history = list(self._reference_rr)
-        reference = _median(np.array(history[-c.reference_beats :])) if history else pre
+        reference = _median_of(history[-c.reference_beats :]) if history else pre
         recent = [*history[-3:], pre]
         previous = history[-1] if history else pre
         irregular = [*history[-(c.irregularity_beats - 1) :], pre]
         irregularity = (
-            _median(np.abs(np.diff(np.array(irregular)))) / reference if len(irregular) > 2 else 0.0
+            _median_of([abs(b - a) for a, b in pairwise(irregular)]) / reference
+            if len(irregular) > 2
+            else 0.0
         )
-        values = [
-            np.log(pre / reference),
-            np.log(post / reference),
-            np.log(float(np.mean(recent)) / reference),
-            np.log(pre / previous),
-            min(irregularity, 2.0),
-            self._clusters.last_match,  # type: ignore[union-attr]
-        ]
-        for lead in range(c.n_leads):
-            values += self._morphology(window[lead], dominant[lead], float(scale[lead]))
-        return np.array(values, dtype=np.float32)
-
-    def _morphology(self, beat: np.ndarray, dominant: np.ndarray, scale: float) -> list[float]:
-        c = self.config
-        x, d = beat[c.qrs], dominant[c.qrs]
-        xc, dc = x - x.mean(), d - d.mean()
-        norm = float(np.sqrt((xc @ xc) * (dc @ dc)))
-        correlation = float(xc @ dc) / norm if norm > 1e-12 else 0.0
-        distance = float(np.sqrt(np.mean((x - d) ** 2))) / scale
-        amplitude = _amplitude_ratio(x, d)
-        slope = max(float(np.abs(np.diff(x)).max()), 1e-4) / max(
-            float(np.abs(np.diff(d)).max()), 1e-4
+        ratios = np.log(
+            [
+                pre / reference,
+                post / reference,
+                sum(recent) / len(recent) / reference,
+                pre / previous,
+            ]
         )
-        area = max(float(np.abs(xc).sum()), 1e-3) / max(float(np.abs(dc).sum()), 1e-3)
-        shift = (int(np.argmax(np.abs(xc))) - int(np.argmax(np.abs(dc)))) / c.fs
-        p = slice(0, max(1, c.before - 29))  # the window starts 250 ms before R
-        t = slice(c.before + 54, c.window)
-        p_distance = float(np.sqrt(np.mean((beat[p] - dominant[p]) ** 2))) / scale
-        t_distance = float(np.sqrt(np.mean((beat[t] - dominant[t]) ** 2))) / scale
-        return [
-            correlation,
-            min(distance, 5.0),
-            float(np.log(amplitude)),
-            float(np.log(_width(x) / _width(d))),
-            float(np.log(slope)),
-            float(np.log(area)),
-            shift,
-            min(p_distance, 5.0),
-            min(t_distance, 5.0),
-        ]
+        rr = [*ratios.tolist(), min(irregularity, 2.0), self._clusters.last_match]  # type: ignore[union-attr]
+        morphology = _morphology(window, dominant, scale, c)
+        return np.concatenate((np.array(rr, dtype=np.float32), morphology.ravel()))
 
     def _cut(self, r: int) -> np.ndarray:
         c = self.config
@@ -300,9 +276,7 @@ class BeatExtractor:
         if lo < 0:  # a beat at the very start of the stream: pad with its first values
             pad = segment[:, :1] if segment.shape[1] else np.zeros((c.n_leads, 1))
             segment = np.concatenate((np.repeat(pad, -lo, axis=1), segment), axis=1)
-        if segment.shape[0] == 1:
-            return segment - _median(segment[0])
-        return segment - np.array([[_median(row)] for row in segment])
+        return segment - _row_medians(segment)[:, None]
 
     def _trim(self) -> None:
         # keep what the oldest pending beat's window needs
@@ -337,16 +311,16 @@ class MorphologyClusters:
         then add `window` to its cluster."""
         c = self.config
         used = self._weights > 0
-        if not used.any():
+        candidates = used.nonzero()[0]
+        if not candidates.size:
             self._add(0, window, new=True)
             return window.copy()
-        dominant = self._templates[int(np.argmax(self._weights))].copy()
-        candidates = np.flatnonzero(used)
+        dominant = self._templates[int(self._weights.argmax())].copy()
         x = window[0, self._qrs]
         t = self._templates[candidates, 0, self._qrs]
         span = np.maximum(t.max(axis=1) - t.min(axis=1), c.min_scale_mv)
-        distance = np.sqrt(np.mean((t - x) ** 2, axis=1)) / span
-        best = int(np.argmin(distance))
+        distance = np.sqrt(((t - x) ** 2).sum(axis=1) / t.shape[1]) / span
+        best = int(distance.argmin())
         if distance[best] < c.cluster_distance:
             self._add(int(candidates[best]), window, new=False)
         else:
@@ -373,23 +347,79 @@ class MorphologyClusters:
 
 def _amplitude_ratio(x: np.ndarray, typical: np.ndarray) -> float:
     """Peak-to-peak of a beat's QRS over the typical beat's (both floored at 1 µV)."""
-    return max(float(np.ptp(x)), 1e-3) / max(float(np.ptp(typical)), 1e-3)
+    return max(float(x.max() - x.min()), 1e-3) / max(float(typical.max() - typical.min()), 1e-3)
 
 
-def _width(x: np.ndarray) -> float:
-    """Samples where the QRS is above a quarter of its largest excursion (at least 1)."""
-    centred = np.abs(x - _median(x))
-    return max(1.0, float(np.count_nonzero(centred > 0.25 * centred.max())))
+def _morphology(
+    beat: np.ndarray, dominant: np.ndarray, scale: np.ndarray, c: BeatConfig
+) -> np.ndarray:
+    """MORPHOLOGY_FEATURES of every lead at once, float32 (n_leads, 9): `beat` and `dominant`
+    (n_leads, window) in mV, `scale` (n_leads,). The beat's and the template's QRS are stacked
+    and reduced row-wise (numpy reduces each row as it reduces one array), so the values are
+    those of one lead at a time, for a quarter of the calls: this runs for every beat."""
+    leads = len(beat)
+    qrs = np.concatenate(
+        (beat[:, c.qrs], dominant[:, c.qrs])
+    )  # the beat's rows, then the template's
+    n = qrs.shape[1]
+    centred = qrs - (qrs.sum(axis=1) / n)[:, None]
+    magnitude = np.abs(centred)
+    spread = qrs.max(axis=1) - qrs.min(axis=1)
+    steepest = np.abs(np.diff(qrs, axis=1)).max(axis=1)
+    area = magnitude.sum(axis=1)
+    peak = magnitude.argmax(axis=1)
+    width = _widths(qrs)
+    out = np.empty((leads, len(MORPHOLOGY_FEATURES)))
+    for lead in range(leads):
+        x, d = centred[lead], centred[leads + lead]
+        norm = math.sqrt(float(x @ x) * float(d @ d))
+        out[lead, 0] = float(x @ d) / norm if norm > 1e-12 else 0.0
+
+    def ratio(value: np.ndarray, floor: float) -> np.ndarray:
+        return np.maximum(value[:leads], floor) / np.maximum(value[leads:], floor)
+
+    out[:, 2:6] = np.log(
+        (
+            ratio(spread, 1e-3),
+            width[:leads] / width[leads:],
+            ratio(steepest, 1e-4),
+            ratio(area, 1e-3),
+        )
+    ).T
+    out[:, 6] = (peak[:leads] - peak[leads:]) / c.fs
+    squared = (beat - dominant) ** 2
+    p = slice(0, max(1, c.before - 29))  # the window starts 250 ms before R
+    t = slice(c.before + 54, c.window)
+    regions = [squared[:, r].sum(axis=1) / (r.stop - r.start) for r in (c.qrs, p, t)]
+    distance = np.minimum(np.sqrt(regions) / scale, 5.0)
+    out[:, 1], out[:, 7], out[:, 8] = distance
+    return out.astype(np.float32)
 
 
-def _median(values: np.ndarray) -> float:
-    """np.median without its per-call overhead (this runs once per beat)."""
-    n = values.size
+def _widths(x: np.ndarray) -> np.ndarray:
+    """Per row: samples where the QRS is above a quarter of its largest excursion (at least 1)."""
+    centred = np.abs(x - _row_medians(x)[:, None])
+    wide = (centred > 0.25 * centred.max(axis=1)[:, None]).sum(axis=1)
+    return np.maximum(1.0, wide)
+
+
+def _row_medians(rows: np.ndarray) -> np.ndarray:
+    """`_median` of each row, in one partition."""
+    n = rows.shape[1]
     half = n // 2
     if n % 2:
-        return float(np.partition(values, half)[half])
-    part = np.partition(values, (half - 1, half))
-    return 0.5 * float(part[half - 1] + part[half])
+        return np.partition(rows, half, axis=1)[:, half]
+    part = np.partition(rows, (half - 1, half), axis=1)
+    return 0.5 * (part[:, half - 1] + part[:, half])
+
+
+def _median_of(values: list[float]) -> float:
+    """The median of a few floats, as `_median` gives it."""
+    ordered = sorted(values)
+    half = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[half]
+    return 0.5 * (ordered[half - 1] + ordered[half])
 
 
 def _median_rows(rows: np.ndarray) -> np.ndarray:

@@ -49,24 +49,27 @@ def chunk_stats(
 ) -> WindowStats:
     """Statistics of `x_mv` (one lead, one chunk). At-extremes is judged on the values as given:
     millivolts are an exact affine map of the ADC counts, so ties at the rails are the same."""
-    at_extremes = float(np.mean((x_mv == x_mv.min()) | (x_mv == x_mv.max())))
     ordered = np.sort(x_mv)
     n = ordered.size
     low, median, high = ordered[n // 100], ordered[n // 2], ordered[min(n - 1, n * 99 // 100)]
     lowest, highest = ordered[0], ordered[-1]
-    second = np.diff(x_mv, 2) if n > 2 else np.zeros(1, np.float32)
+    at_extremes = int(np.count_nonzero((x_mv == lowest) | (x_mv == highest))) / n
     # white noise of sd s gives second differences of sd s*sqrt(6); the median ignores QRS
-    noise = 1.4826 * float(np.median(np.abs(second))) / math.sqrt(6.0)
+    noise = 1.4826 * _median(np.abs(_second_difference(x_mv))) / math.sqrt(6.0)
     span = float(highest - lowest)
     polarity = float((highest - median) - (median - lowest)) / span if span > 0 else 0.0
+    # mean and sd as ndarray.mean/.std compute them, without their per-call overhead
+    mean = x_mv.sum() / n
+    deviation = x_mv - mean
+    std = float(np.sqrt((deviation * deviation).sum() / n))  # in the samples' dtype
     return WindowStats(
         device_id=device_id,
         first_sample=first_sample,
         n_samples=n,
         fs=fs,
         lead=lead,
-        mean_mv=float(x_mv.mean()),
-        std_mv=float(x_mv.std()),
+        mean_mv=float(mean),
+        std_mv=std,
         min_mv=float(lowest),
         max_mv=float(highest),
         at_extremes=at_extremes,
@@ -78,3 +81,21 @@ def chunk_stats(
         polarity=polarity,
         patient_id=patient_id,
     )
+
+
+def _second_difference(x: np.ndarray) -> np.ndarray:
+    """np.diff(x, 2) (one zero below three samples)."""
+    if x.size <= 2:
+        return np.zeros(1, np.float32)
+    first = x[1:] - x[:-1]
+    return first[1:] - first[:-1]
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median of a finite array, by partition (np.median's checks cost more than the work)."""
+    n = values.size
+    half = n // 2
+    if n % 2:
+        return float(np.partition(values, half)[half])
+    part = np.partition(values, (half - 1, half))
+    return float(part[half - 1] + part[half]) / 2

@@ -154,3 +154,54 @@ def test_irregularity_marks_atrial_fibrillation(mitdb_dir: Path) -> None:
     sinus = record_beats(mitdb_dir, "209", PreprocessConfig())
     assert np.mean(af.rr[af.labels == "N", index] > 0.2) > 0.7
     assert np.mean(sinus.rr[sinus.labels == "S", index] > 0.2) < 0.05
+
+
+def _one_lead_morphology(beat: np.ndarray, dominant: np.ndarray, scale: float) -> list[float]:
+    """MORPHOLOGY_FEATURES of one lead, written plainly: the definition `_morphology` must keep."""
+    c = BeatConfig()
+    x, d = beat[c.qrs], dominant[c.qrs]
+    xc, dc = x - x.mean(), d - d.mean()
+    norm = float(np.sqrt((xc @ xc) * (dc @ dc)))
+
+    def width(v: np.ndarray) -> float:
+        centred = np.abs(v - np.median(v))
+        return max(1.0, float(np.count_nonzero(centred > 0.25 * centred.max())))
+
+    def rms(v: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(v**2)))
+
+    p, t = slice(0, max(1, c.before - 29)), slice(c.before + 54, c.window)
+    return [
+        float(xc @ dc) / norm if norm > 1e-12 else 0.0,
+        min(rms(x - d) / scale, 5.0),
+        float(np.log(max(float(np.ptp(x)), 1e-3) / max(float(np.ptp(d)), 1e-3))),
+        float(np.log(width(x) / width(d))),
+        float(
+            np.log(
+                max(float(np.abs(np.diff(x)).max()), 1e-4)
+                / max(float(np.abs(np.diff(d)).max()), 1e-4)
+            )
+        ),
+        float(np.log(max(float(np.abs(xc).sum()), 1e-3) / max(float(np.abs(dc).sum()), 1e-3))),
+        (int(np.argmax(np.abs(xc))) - int(np.argmax(np.abs(dc)))) / c.fs,
+        min(rms(beat[p] - dominant[p]) / scale, 5.0),
+        min(rms(beat[t] - dominant[t]) / scale, 5.0),
+    ]
+
+
+def test_morphology_of_all_leads_at_once_equals_one_lead_at_a_time(mitdb_dir: Path) -> None:
+    """The vectorised features are bit for bit the per-lead definition (the model was trained
+    on them), on real beats and templates of a record with many ectopic beats."""
+    from ecgstream.beats import _morphology
+
+    record = load_record(mitdb_dir, "208")
+    leads = np.stack([record.lead("MLII"), record.lead("V1")]).astype(np.float64)  # as cut
+    rng = np.random.default_rng(7)
+    c = BeatConfig()
+    for _ in range(300):
+        a, b = rng.integers(0, leads.shape[1] - c.window, size=2)
+        beat, dominant = leads[:, a : a + c.window], leads[:, b : b + c.window]
+        scale = np.maximum(dominant.max(axis=1) - dominant.min(axis=1), c.min_scale_mv)
+        expected = [_one_lead_morphology(beat[i], dominant[i], float(scale[i])) for i in (0, 1)]
+        got = _morphology(beat, dominant, scale, c)
+        assert np.array_equal(got, np.array(expected, dtype=np.float32))

@@ -81,3 +81,17 @@ def test_a_stream_shorter_than_the_learning_phase_still_flushes() -> None:
     detector = QrsDetector(360.0)
     assert detector.push(x) == []
     assert isinstance(detector.flush(), list)
+
+
+@given(
+    st.lists(st.floats(0, 10, allow_nan=False), min_size=1, max_size=400),
+    st.integers(1, 120),
+)
+@settings(max_examples=200, deadline=None)
+def test_running_max_is_the_maximum_of_each_window(values: list[float], half: int) -> None:
+    from ecgstream.signal.detector import running_max
+
+    x = np.array(values)
+    padded = np.concatenate((np.full(half, -1.0), x, np.full(half, -1.0)))
+    expected = [padded[i : i + 2 * half + 1].max() for i in range(x.size)]
+    assert np.array_equal(running_max(x, half, outside=-1.0), np.array(expected))
