@@ -1,4 +1,4 @@
-"""The per-chunk signal statistics and the device's usual values, against their plain definitions."""
+"""Per-chunk signal statistics and the usual values, against their plain definitions."""
 
 from __future__ import annotations
 
