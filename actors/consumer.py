@@ -106,7 +106,13 @@ class ConsumerActor:
 
         settings, lane, clients = self._settings, self._lane, self._clients
         consumer = await clients.enter_async_context(
-            make_consumer(settings, group_id=lane.consumer_group, max_poll_records=MAX_RECORDS)
+            make_consumer(
+                settings,
+                group_id=lane.consumer_group,
+                max_poll_records=MAX_RECORDS,
+                fetch_max_wait_ms=settings.kafka.batch_wait_ms,
+                fetch_min_bytes=settings.kafka.batch_min_bytes,
+            )
         )
         pool = await clients.enter_async_context(
             asyncpg.create_pool(

@@ -1,7 +1,8 @@
 """Monitor actor: the fleet's signal quality, physiology and drift, and the /metrics endpoint.
 
-Consumers send it, once per batch and at most one call in flight, the batch's chunk statistics,
-a columnar summary of its classified beats and its counters. The analysis is
+Consumers send it, once per batch and at most one call in flight, a summary of the batch's
+signal windows (each device's verdict), a columnar summary of its classified beats and its
+counters. The analysis is
 `ecgstream.monitoring.FleetMonitor` (pure logic, shared with `bench drift`); this actor adds the
 Prometheus exporter (prometheus-client on `settings.prometheus.metrics_port`). Sensor faults are
 judged by the consumers in the stream path and their technical alarms written with the beats;
@@ -19,7 +20,7 @@ from typing import Any
 import ray
 
 from ecgstream.artifact import load_artifact
-from ecgstream.monitoring.fleet import BeatSummary, FleetMonitor
+from ecgstream.monitoring.fleet import BeatSummary, FleetMonitor, WindowSummary
 from ecgstream.monitoring.metrics import ConsumerReport, MonitorMetrics
 from ecgstream.processing import WindowStats
 from ecgstream.settings import Settings
@@ -61,19 +62,20 @@ class MonitorActor:
 
     async def observe(
         self,
-        windows: list[WindowStats],
+        windows: WindowSummary | list[WindowStats],
         beats: BeatSummary | None = None,
         report: ConsumerReport | None = None,
     ) -> int:
         now = time.time()
-        raised = self._fleet.observe_windows(windows)
-        for w in windows:
-            self._received_per_device[w.device_id] += 1
+        summary = windows if isinstance(windows, WindowSummary) else WindowSummary.of(windows)
+        raised = self._fleet.observe_windows(summary)
+        for device, chunks in summary.chunks_by_device.items():
+            self._received_per_device[device] += chunks
         changes = self._fleet.observe_beats(beats) if beats is not None else []
         if report is not None:
             self._metrics.record(report, now)
             self._inhibited += report.alarms_inhibited
-        self._metrics.record_fleet(self._fleet, len(windows), raised)
+        self._metrics.record_fleet(self._fleet, summary.windows, raised)
         for fault in raised:
             self._remember({"fault": fault})
         for change in changes:

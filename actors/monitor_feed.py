@@ -22,7 +22,7 @@ from actors.monitor import MONITOR_NAME
 from actors.naming import namespace
 from ecgstream.delivery.ports import BatchOutput
 from ecgstream.monitoring.drift import summary_features
-from ecgstream.monitoring.fleet import BeatSummary
+from ecgstream.monitoring.fleet import BeatSummary, WindowSummary
 from ecgstream.monitoring.metrics import ConsumerReport
 
 MONITOR_WAIT_S = 2.0
@@ -41,14 +41,15 @@ class MonitorFeed:
         self.dropped = 0  # signal windows whose statistics the monitor never got
 
     async def observe(self, out: BatchOutput) -> None:
-        await self._send(out.ingested.windows, _beat_summary(out), await self._report(out))
+        windows = WindowSummary.of(out.ingested.windows) if out.ingested.windows else None
+        await self._send(windows, _beat_summary(out), await self._report(out))
 
     async def report_lag_if_due(self) -> None:
         """Called while idle: the lag alone, at most every LAG_REPORT_S."""
         if time.monotonic() - self._lag_sent_at >= LAG_REPORT_S:
             report = ConsumerReport(lag_by_partition=await self._lag())
             self._lag_sent_at = time.monotonic()
-            await self._send([], None, report)
+            await self._send(None, None, report)
 
     async def _report(self, out: BatchOutput) -> ConsumerReport:
         retries = self._retries()
@@ -73,8 +74,10 @@ class MonitorFeed:
             self._lag_sent_at = time.monotonic()
         return report
 
-    async def _send(self, windows: list, beats: BeatSummary | None, report: ConsumerReport) -> None:
-        if not windows and beats is None and report.lag_by_partition is None:
+    async def _send(
+        self, windows: WindowSummary | None, beats: BeatSummary | None, report: ConsumerReport
+    ) -> None:
+        if windows is None and beats is None and report.lag_by_partition is None:
             return
         if self._call is not None:
             try:
@@ -89,10 +92,10 @@ class MonitorFeed:
             except ValueError:
                 self._drop(windows, report)
                 return
-        self._call = self._monitor.observe.remote(windows, beats, report)
+        self._call = self._monitor.observe.remote(windows or WindowSummary.of([]), beats, report)
 
-    def _drop(self, windows: list, report: ConsumerReport) -> None:
-        self.dropped += len(windows)
+    def _drop(self, windows: WindowSummary | None, report: ConsumerReport) -> None:
+        self.dropped += windows.windows if windows is not None else 0
         if report.lag_by_partition is not None:
             self._lag_sent_at = 0.0  # send the lag again with the next batch
 

@@ -67,6 +67,20 @@ class KafkaSettings(_Frozen):
         "offsets in one Kafka transaction (read_committed subscribers see each once); false = "
         "at-least-once outputs, deduplicated by key",
     )
+    batch_wait_ms: int = Field(
+        200,
+        ge=0,
+        le=1_000,
+        description="how long the broker may hold a pipeline consumer's fetch to fill it "
+        "(fetch.max.wait.ms): under real-time load, fewer and fuller batches (each costs a "
+        "transaction, a model call and a database write) for at most this much latency",
+    )
+    batch_min_bytes: int = Field(
+        256 * 1024,
+        ge=1,
+        description="the broker answers a pipeline consumer's fetch once this much is there "
+        "(fetch.min.bytes), else after batch_wait_ms; ~150 one-second chunks",
+    )
     transaction_timeout_ms: int = Field(
         10_000,
         ge=1_000,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -31,17 +32,41 @@ class BeatSummary:
     stream_time: np.ndarray  # (n,) unix time of each R peak (device clock)
 
 
+@dataclass(frozen=True)
+class WindowSummary:
+    """A batch's signal windows as the monitor needs them: each device's verdict after its
+    last chunk, the faults raised, and chunk counts. A few bytes per device instead of every
+    chunk's statistics over Ray (the monitor cost more CPU than a consumer when it got those)."""
+
+    windows: int
+    faults_by_device: dict[str, tuple[str, ...]]
+    chunks_by_device: dict[str, int]
+    raised: list[str]
+
+    @classmethod
+    def of(cls, windows: list[WindowStats]) -> WindowSummary:
+        faults: dict[str, tuple[str, ...]] = {}
+        chunks: Counter[str] = Counter()
+        raised: list[str] = []
+        for w in windows:  # in arrival order: a device's last verdict stands
+            faults[w.device_id] = w.faults
+            chunks[w.device_id] += 1
+            raised += w.raised
+        return cls(len(windows), faults, dict(chunks), raised)
+
+
 @dataclass
 class _Physiology:
     rr: deque[float] = field(default_factory=lambda: deque(maxlen=RR_HISTORY_BEATS))
 
     def heart_rate_bpm(self) -> float | None:
-        return 60.0 / float(np.mean(self.rr)) if len(self.rr) >= 3 else None
+        return 60.0 * len(self.rr) / sum(self.rr) if len(self.rr) >= 3 else None
 
     def rmssd_s(self) -> float | None:
         if len(self.rr) < 4:
             return None
-        return float(np.sqrt(np.mean(np.diff(np.asarray(self.rr)) ** 2)))
+        rr = list(self.rr)
+        return math.sqrt(sum((b - a) ** 2 for a, b in pairwise(rr)) / (len(rr) - 1))
 
 
 class FleetMonitor:
@@ -60,16 +85,15 @@ class FleetMonitor:
         collected under the old model are not mixed in). Signal quality is model-independent."""
         self.drift = FleetDrift(reference, self._drift_config)
 
-    def observe_windows(self, windows: list[WindowStats]) -> list[str]:
-        """Chunk statistics with the stream's quality verdicts, in arrival order; returns the
-        faults newly raised (the consumers judged them and wrote their technical alarms)."""
-        raised: list[str] = []
-        for w in windows:
-            self._devices[w.device_id] = w.faults
-            self.faults_raised.update(w.raised)
-            raised += w.raised
-        self.windows += len(windows)
-        return raised
+    def observe_windows(self, windows: WindowSummary | list[WindowStats]) -> list[str]:
+        """Chunk statistics with the stream's quality verdicts (or their summary), in arrival
+        order; returns the faults newly raised (the consumers judged them and wrote their
+        technical alarms)."""
+        summary = windows if isinstance(windows, WindowSummary) else WindowSummary.of(windows)
+        self._devices.update(summary.faults_by_device)
+        self.faults_raised.update(summary.raised)
+        self.windows += summary.windows
+        return list(summary.raised)
 
     def observe_beats(self, beats: BeatSummary) -> list[dict[str, Any]]:
         """Classified beats; returns drift flag changes."""
@@ -94,11 +118,16 @@ class FleetMonitor:
             counts.update(faults)
         return counts
 
+    # read by the metrics endpoint's thread while beats arrive: iterate over a copy (taken in
+    # one C call, so no insertion can interleave)
+
     def heart_rates(self) -> list[float]:
-        return [hr for p in self._physiology.values() if (hr := p.heart_rate_bpm()) is not None]
+        devices = list(self._physiology.values())
+        return [hr for p in devices if (hr := p.heart_rate_bpm()) is not None]
 
     def rr_variability(self) -> list[float]:
-        return [v for p in self._physiology.values() if (v := p.rmssd_s()) is not None]
+        devices = list(self._physiology.values())
+        return [v for p in devices if (v := p.rmssd_s()) is not None]
 
     def summary(self) -> dict[str, Any]:
         state = self.drift.state

@@ -12,6 +12,7 @@ alarm kind, partition, feature). Per-device detail goes to Kafka and PostgreSQL.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -154,6 +155,7 @@ class MonitorMetrics:
         self.rr_variability = Gauge(
             "ecgstream_rr_variability_median_seconds", "Median RMSSD over devices", registry=r
         )
+        self._fleet: FleetMonitor | None = None  # the fleet the scrape-time read-outs are of
         # every labelled series exists from the start (0), so panels and rules see data
         for name in classes:
             self.beats.labels(name)
@@ -195,7 +197,11 @@ class MonitorMetrics:
 
     def record_fleet(self, fleet: FleetMonitor, new_windows: int, new_faults: list[str]) -> None:
         self.windows.inc(new_windows)
-        self.devices.set(fleet.device_count())
+        if self._fleet is not fleet:  # the per-device read-outs are computed when scraped
+            self._fleet = fleet
+            self.devices.set_function(fleet.device_count)
+            self.heart_rate.set_function(lambda: _median_or_nan(fleet.heart_rates()))
+            self.rr_variability.set_function(lambda: _median_or_nan(fleet.rr_variability()))
         for fault in new_faults:  # their alarms are counted with the consumers' alarms
             self.sensor_faults.labels(fault).inc()
         active = fleet.active_faults()
@@ -212,9 +218,8 @@ class MonitorMetrics:
         self.entropy.set(state.mean_entropy)
         self.drift.labels("data").set(int(state.data_drift))
         self.drift.labels("prediction").set(int(state.prediction_drift))
-        rates = fleet.heart_rates()
-        if rates:
-            self.heart_rate.set(sorted(rates)[len(rates) // 2])
-        variability = fleet.rr_variability()
-        if variability:
-            self.rr_variability.set(sorted(variability)[len(variability) // 2])
+
+
+def _median_or_nan(values: list[float]) -> float:
+    """The upper median (a reading, not an average of two), NaN (no data) when there is none."""
+    return sorted(values)[len(values) // 2] if values else math.nan

@@ -22,7 +22,7 @@ from scipy.signal import resample_poly
 
 from ecgstream.artifact import ModelArtifact, load_artifact
 from ecgstream.monitoring.drift import summary_features
-from ecgstream.monitoring.fleet import BeatSummary, FleetMonitor
+from ecgstream.monitoring.fleet import BeatSummary, FleetMonitor, WindowSummary
 from ecgstream.processing import InputMessage, StreamProcessor
 from ecgstream.records import EcgRecord, load_record
 from ecgstream.splits import DS1
@@ -160,7 +160,7 @@ def run_fleet(
         if not messages:
             continue
         ingested = processor.ingest(messages)
-        monitor.observe_windows(ingested.windows)
+        monitor.observe_windows(WindowSummary.of(ingested.windows))  # as consumers send it
         for alarm in (t.alarm for t in ingested.technical):  # judged in the stream path
             events.append(
                 {

@@ -33,6 +33,7 @@ from ecgstream.io.sinks import KafkaSink, PostgresSink
 from ecgstream.processing import StreamProcessor
 from ecgstream.settings import Settings
 from ecgstream.tools.bench_compute_floor import compute_floor
+from ecgstream.tools.process_cpu import CpuMeter, monitor_vs_consumer
 from ecgstream.tools.reference import offline_reference
 from ecgstream.tools.replay import ReplayStats, replay
 
@@ -177,8 +178,10 @@ async def pipeline_run(
         published = await publish_workload(settings, workload, prefix)
     finally:
         started = time.monotonic()
+        meter = CpuMeter().start()
         await coordinator.resume.remote()
     finished = await _wait_stored(settings, prefix, len(expected), timeout_s=900)
+    meter.stop()
     await asyncio.sleep(2)  # late arrivals would be doubles or extras
     stored, distinct = await _stored(settings, prefix)
     conn = await asyncpg.connect(settings.postgres_dsn())
@@ -198,6 +201,8 @@ async def pipeline_run(
         "extra": len(keys - expected),
         "duplicates": stored - distinct,
         "chunks": published.chunks,
+        "cpu_seconds": meter.seconds,
+        "monitor_vs_consumer_cpu": monitor_vs_consumer(meter),
     }
 
 
@@ -266,6 +271,7 @@ async def realtime_run(settings: Settings, patients: int, seconds: float) -> dic
     input lag sampled every second (does the pipeline keep up, or does the backlog grow?)."""
     prefix = f"rt{uuid.uuid4().hex[:6]}"
     samples: list[tuple[float, int]] = []
+    meter = CpuMeter().start()
     async with LagProbe(settings) as probe:
         feeding = asyncio.create_task(replay_realtime(settings, patients, seconds, prefix))
         started = time.monotonic()
@@ -274,6 +280,7 @@ async def realtime_run(settings: Settings, patients: int, seconds: float) -> dic
             with contextlib.suppress(Exception):
                 samples.append((time.monotonic() - started, await probe.lag()))
         published = await feeding
+        meter.stop()  # the input's span: what the roles spend to keep up with it
         drained_at = float("nan")
         for _ in range(60):  # how long the backlog takes to drain after the input stops
             if await probe.lag() == 0:
@@ -310,6 +317,8 @@ async def realtime_run(settings: Settings, patients: int, seconds: float) -> dic
         "lag_slope_per_s": round(slope, 2),
         "drained_after_s": round(drained_at - seconds, 1),
         "keeps_up": keeps_up,
+        "cpu_seconds": meter.seconds,
+        "monitor_vs_consumer_cpu": monitor_vs_consumer(meter),
     }
 
 
@@ -421,6 +430,7 @@ async def bench_pipeline(
         ),
         "transactions_vs_without": None if plain_rate is None else round(pipe_rate / plain_rate, 3),
         "cpus": settings.local.ray_num_cpus if settings.ray.address is None else None,
+        "monitor_vs_consumer_cpu": latency["monitor_vs_consumer_cpu"],
         "details": {
             "workload": {
                 "records": list(workload.records),
@@ -445,6 +455,10 @@ async def bench_pipeline(
                 if realtime is not None
                 else "not measured (--no-realtime)"
             ),
+            "cpu_definition": "CPU seconds per role of the local stack's processes (/proc) "
+            "over a run: the throughput runs from resume to the last beat stored, the real-time "
+            "runs over the input's span; monitor_vs_consumer_cpu is the monitor's over one "
+            "consumer's, at the latency load (none for a remote Ray cluster)",
             "latency_definition": "Kafka timestamp of the chunk that completed the beat to its "
             "classification (beats.latency_ms)",
             "throughput_definition": "the workload is published first, then timed from the "

@@ -55,6 +55,10 @@ async def test_bench_pipeline_reports_every_figure(pipeline: Settings) -> None:
     latency = result["details"]["latency_load"]
     assert latency["patients"] == 10 and latency["beats"] > 0
     assert 0 < result["latency_p50_ms"] <= result["latency_p99_ms"] < 1500
+    # where the cores went, per role, read from /proc: both consumers worked, the model ran
+    cpu = result["details"]["pipeline_runs"][0]["cpu_seconds"]
+    assert cpu["consumer"] > 0 and cpu["classifier"] > 0 and cpu["kafka"] > 0, cpu
+    assert result["monitor_vs_consumer_cpu"] == latency["monitor_vs_consumer_cpu"] is not None
 
 
 async def test_bench_soak_samples_every_actor(pipeline: Settings, tmp_path: Path) -> None:

@@ -78,3 +78,31 @@ def test_psi_is_small_for_the_same_distribution_and_grows_with_a_shift() -> None
     shifted = psi(rng.normal(0.5, 1, size=2000), quantiles, levels)
     wider = psi(rng.normal(0, 2, size=2000), quantiles, levels)
     assert same < 0.03 < 0.2 < shifted < wider
+
+
+def test_fleet_read_outs_are_computed_when_prometheus_scrapes(mitdb_dir: Path) -> None:
+    """The per-device read-outs (devices, median heart rate and RMSSD) are not recomputed per
+    batch (that made the monitor dearer than a consumer): Prometheus gets them at scrape time,
+    from the fleet as it is then."""
+    from prometheus_client import generate_latest
+
+    from ecgstream.monitoring.metrics import MonitorMetrics
+
+    model = load_artifact()
+    monitor = FleetMonitor(model.reference)
+    metrics = MonitorMetrics(model.classes)
+    metrics.record_fleet(monitor, 0, [])
+    before = generate_latest(metrics.registry).decode()
+    assert "ecgstream_heart_rate_median_bpm NaN" in before  # no beats yet: no reading
+    devices = [Device(f"clean-{name}", load_record(mitdb_dir, name)) for name in FLEET[:3]]
+    run_fleet(devices, 60, model, monitor)
+    scraped = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in generate_latest(metrics.registry).decode().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert scraped["ecgstream_devices"] == 3
+    rates = sorted(monitor.heart_rates())
+    assert scraped["ecgstream_heart_rate_median_bpm"] == rates[len(rates) // 2]
+    assert 40 < scraped["ecgstream_heart_rate_median_bpm"] < 120
+    assert 0 < scraped["ecgstream_rr_variability_median_seconds"] < 0.5
