@@ -58,7 +58,8 @@ async def test_bench_pipeline_reports_every_figure(pipeline: Settings) -> None:
     # where the cores went, per role, read from /proc: both consumers worked, the model ran
     cpu = result["details"]["pipeline_runs"][0]["cpu_seconds"]
     assert cpu["consumer"] > 0 and cpu["classifier"] > 0 and cpu["kafka"] > 0, cpu
-    assert result["monitor_vs_consumer_cpu"] == latency["monitor_vs_consumer_cpu"] is not None
+    # the monitor's share is read at the largest load kept up with (20 patients here)
+    assert result["monitor_vs_consumer_cpu"] == runs[-1]["monitor_vs_consumer_cpu"] is not None
 
 
 async def test_bench_soak_samples_every_actor(pipeline: Settings, tmp_path: Path) -> None:
