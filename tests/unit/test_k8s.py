@@ -22,7 +22,7 @@ from ecgstream.settings import TopicSettings
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("dev", "prod")
 KUBERNETES_VERSION = "1.32.0"
-KUBERAY_SCHEMAS = ROOT.parent / "shared" / "k8s-schemas" / "kuberay"
+KUBERAY_SCHEMAS = ROOT / "k8s" / "schemas" / "kuberay"  # vendored, see its README
 KUBERAY_CRDS = {"RayService": "ray.io_rayservices.yaml", "RayCluster": "ray.io_rayclusters.yaml",
                 "RayJob": "ray.io_rayjobs.yaml"}  # fmt: skip
 # operators whose CRD schemas are not available offline: checked for shape, not schema
