@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,34 @@ def connect(settings: Settings) -> None:
         raise ConfigurationError(
             "set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before importing ray to use the local stack"
         )
+    ensure_reachable(settings)
     ray.init(
         address=settings.ray_address,
         namespace=settings.ray.namespace,
         log_to_driver=False,
         logging_level="WARNING",
     )
+
+
+def ensure_reachable(settings: Settings, timeout_s: float = 3.0) -> None:
+    """Fail in seconds, with the fix, when nothing answers at the Ray address (ray.init would
+    retry for minutes, then name only the address)."""
+    address = settings.ray_address.removeprefix("ray://")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and other forms: left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        fix = (
+            "start the local stack with `ecgstream cluster up` (and `ecgstream stream up` for "
+            "the pipeline)"
+            if settings.ray.address is None
+            else "check ECGSTREAM_RAY__ADDRESS and that the cluster is up"
+        )
+        raise ConfigurationError(
+            f"no Ray cluster answers at {settings.ray_address} ({exc.strerror or exc}): {fix}"
+        ) from None
 
 
 def stream_up(

@@ -33,10 +33,25 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except EcgstreamError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}")
+            err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)  # one line
+            raise typer.Exit(1) from None
+        except _unreachable() as exc:  # a service of the stack is down: say so, and the fix
+            err_console.print(
+                f"[bold red]error:[/] cannot reach a service ({type(exc).__name__}: {exc}); "
+                "is the stack up? Start it with `ecgstream cluster up`, or check the "
+                "ECGSTREAM_* addresses of your Kafka, PostgreSQL and Ray",
+                soft_wrap=True,
+            )
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _unreachable() -> tuple[type[BaseException], ...]:
+    """What a client raises when its service does not answer (aiokafka imported only then)."""
+    from aiokafka.errors import KafkaConnectionError
+
+    return (ConnectionError, KafkaConnectionError)
 
 
 def _register() -> None:

@@ -120,7 +120,11 @@ async def replay(
     # a bedside device may write only ecg.samples; replays into staging are release tooling's
     role = "device" if topic in (None, settings.topics.samples) else "admin"
     producer = make_producer(settings, role, linger_ms=20, max_batch_size=256 * 1024)
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()  # a broker that does not answer: no unclosed client left behind
+        raise
     try:
         n_ticks = math.inf if duration_s is None else math.ceil(duration_s / chunk_s)
         tick = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,3 +98,28 @@ def test_a_taken_port_is_reported_with_the_setting_to_change(cli_settings: Setti
         with pytest.raises(StackError, match="ECGSTREAM_LOCAL__PROMETHEUS_PORT"):
             server.start()
     assert server.process.pid() is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("stream", "status"),
+        ("bench", "api", "--seconds", "2"),
+        ("db", "migrate"),
+        ("api-keys", "list"),
+        ("replay", "--records", "101", "--duration", "2"),
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_a_command_that_needs_the_stack_fails_at_once_with_the_fix_when_it_is_down(
+    cli_settings: Settings, args: tuple[str, ...]
+) -> None:
+    """Not minutes of retries ending in a traceback that names only an address."""
+    _cli(cli_settings, "cluster", "down")
+    started = time.monotonic()
+    done = _cli(cli_settings, *args)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "ecgstream cluster up" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert elapsed < 30, elapsed  # the CLI's own start (imports) is most of it
