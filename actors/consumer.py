@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import ray
 
-from actors.lanes import lane as lane_named
 from actors.monitor_feed import MonitorFeed
 from ecgstream.artifact import load_artifact
 from ecgstream.delivery.engine import DeliveryEngine, DeliveryHaltedError
@@ -35,13 +34,12 @@ from ecgstream.io.kafka import make_consumer, make_producer
 from ecgstream.io.kafka_transactions import TransactionalKafkaCommitter, transactional_producer
 from ecgstream.io.partition_fetcher import PartitionFetcher
 from ecgstream.io.sinks import KafkaSink, PostgresSink
+from ecgstream.lanes import lane as lane_named
 from ecgstream.processing import StreamProcessor
 from ecgstream.settings import Settings
 
 log = logging.getLogger("ecgstream.consumer")
 
-LOOKBACK_S = 120.0
-MAX_RECORDS = 1000
 FETCH_AHEAD = 2  # batches fetched and processed while the oldest waits for its acks
 CLASSIFY_TIMEOUT_S = 30.0
 
@@ -109,7 +107,7 @@ class ConsumerActor:
             make_consumer(
                 settings,
                 group_id=lane.consumer_group,
-                max_poll_records=MAX_RECORDS,
+                max_poll_records=settings.pipeline.max_batch_chunks,
                 fetch_max_wait_ms=settings.kafka.batch_wait_ms,
                 fetch_min_bytes=settings.kafka.batch_min_bytes,
             )
@@ -123,8 +121,8 @@ class ConsumerActor:
             consumer,
             lane.samples_topic,
             start_at_end=lane.mirrors_live,
-            lookback_s=LOOKBACK_S,
-            max_records=MAX_RECORDS,
+            lookback_s=settings.pipeline.lookback_s,
+            max_records=settings.pipeline.max_batch_chunks,
         )
         postgres = PostgresSink(pool, beats_table=lane.beats_table)
         new_sink = lambda p: KafkaSink(settings, p, beats_topic=lane.beats_topic)  # noqa: E731

@@ -22,10 +22,10 @@ import ray
 
 from actors.assignment import balance
 from actors.consumer import ConsumerActor
-from actors.lanes import lane as lane_named
 from actors.naming import namespace
 from ecgstream.io.kafka import make_admin
 from ecgstream.io.kafka_transactions import fence
+from ecgstream.lanes import lane as lane_named
 from ecgstream.settings import Settings
 
 log = logging.getLogger("ecgstream.coordinator")

@@ -16,12 +16,12 @@ import ray
 
 from actors.coordinator import COORDINATOR_NAME, MAX_CONSUMER_GENERATIONS, Coordinator
 from actors.edge_ingest import start_edge_ingest, stop_edge_ingest
-from actors.lanes import lane as lane_named
 from actors.model_directory import MODEL_DIRECTORY_NAME, ModelTarget, model_directory
 from actors.monitor import MONITOR_NAME, MonitorActor
 from actors.naming import namespace
 from ecgstream.artifact import load_artifact
 from ecgstream.errors import ConfigurationError
+from ecgstream.lanes import lane as lane_named
 from ecgstream.settings import Settings
 
 SWITCH_TIMEOUT_S = 60.0
@@ -117,7 +117,7 @@ def deploy_lane_model(
     start_serve(settings)
     started = time.monotonic()
     serve.run(
-        build_app(model_dir, replicas, lane),
+        build_app(model_dir, replicas, lane, classifier=settings.classifier),
         name=lane_named(lane).serve_app,
         route_prefix=None,
         blocking=False,

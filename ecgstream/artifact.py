@@ -59,15 +59,20 @@ class ModelArtifact:
         )
 
     @torch.inference_mode()
-    def predict_proba(self, windows: np.ndarray, rr: np.ndarray, batch: int = 1024) -> np.ndarray:
-        """Class probabilities, float32 (n, n_classes)."""
+    def predict_proba(
+        self, windows: np.ndarray, rr: np.ndarray, batch: int = 1024, device: str = "cpu"
+    ) -> np.ndarray:
+        """Class probabilities, float32 (n, n_classes): the one forward pass of the stream's
+        Serve replicas (passes of `classifier.forward_batch_beats`), `evaluate`, training's
+        checks and the benches (passes of `batch` beats)."""
         if len(windows) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         out = []
         for begin in range(0, len(windows), batch):
             w = torch.from_numpy(np.ascontiguousarray(windows[begin : begin + batch]))
             r = torch.from_numpy(np.ascontiguousarray(rr[begin : begin + batch]))
-            out.append(torch.softmax(self.model(w, r), dim=1).numpy())
+            logits = self.model(w.to(device), r.to(device))
+            out.append(torch.softmax(logits, dim=1).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 
     def predict(self, windows: np.ndarray, rr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -167,6 +167,33 @@ class ApiSettings(_Frozen):
     burst: int = Field(60, gt=0, description="requests a key may send at once before pacing")
 
 
+class PipelineSettings(_Frozen):
+    lookback_s: float = Field(
+        120.0,
+        ge=0,
+        description="seconds of input a consumer re-reads for a partition it takes over, to "
+        "rebuild each device's state (those messages' outputs are suppressed)",
+    )
+    max_batch_chunks: int = Field(
+        1000, ge=1, description="messages a consumer fetches and delivers as one batch at most"
+    )
+
+
+class ClassifierSettings(_Frozen):
+    forward_batch_beats: int = Field(
+        256,
+        ge=1,
+        description="beats per forward pass (on a CPU a few thousand at once spill the caches "
+        "and run ~30 % slower per beat than a few hundred)",
+    )
+    max_batch_requests: int = Field(
+        16, ge=1, description="consumer requests a Serve replica merges into one batch"
+    )
+    batch_wait_s: float = Field(
+        0.005, ge=0, description="how long a replica waits for more requests to merge"
+    )
+
+
 class LocalStackSettings(_Frozen):
     """Ports and sizes of the services `ecgstream cluster up` runs on this machine.
 
@@ -214,6 +241,8 @@ class Settings(BaseSettings):
     release: ReleaseSettings = ReleaseSettings()
     api: ApiSettings = ApiSettings()
     identity: IdentitySettings = IdentitySettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    classifier: ClassifierSettings = ClassifierSettings()
     local: LocalStackSettings = LocalStackSettings()
 
     @field_validator("state_dir")

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 from ray import serve
 
+from ecgstream.lanes import lane as lane_named
+from ecgstream.settings import ClassifierSettings, load_settings
 from serve_app.followed_model import FollowedModel, replica_name
 
-APP_NAME = "ecgstream-inference"
 DEPLOYMENT_NAME = "BeatClassifier"
-FORWARD_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,20 @@ class Classified:
 )
 class BeatClassifierDeployment:
     def __init__(
-        self, model_dir: str | None = None, threads: int = 1, lane: str = "production"
+        self,
+        model_dir: str | None = None,
+        threads: int = 1,
+        lane: str = "production",
+        classifier: dict | None = None,
     ) -> None:
         import torch
 
         torch.set_num_threads(threads)
+        # the deploying process's settings, else this replica's environment (a RayService pod)
+        tuning = ClassifierSettings(**classifier) if classifier else load_settings().classifier
+        self._forward_batch = tuning.forward_batch_beats
+        self.classify.set_max_batch_size(tuning.max_batch_requests)
+        self.classify.set_batch_wait_timeout_s(tuning.batch_wait_s)
         self._device = "cuda" if torch.cuda.is_available() else "cpu"
         self._model = FollowedModel(lane, replica_name(), model_dir, self._device)
         self.batch_sizes: list[int] = []
@@ -66,25 +75,14 @@ class BeatClassifierDeployment:
     async def __call__(self, batch: BeatBatch) -> Classified:
         return await self.classify(batch)
 
+    # the sizes are the settings' (set in __init__); these are Serve's until then
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def classify(self, batches: list[BeatBatch]) -> list[Classified]:
-        import torch
-
         artifact = self._model.artifact  # the same model for the whole batch, even during a swap
         sizes = [len(b.windows) for b in batches]
         windows = np.concatenate([b.windows for b in batches])
         rr = np.concatenate([b.rr for b in batches])
-        parts = []
-        with torch.inference_mode():
-            # forward passes of FORWARD_BATCH beats: on a CPU a few thousand beats at once
-            # spill the caches and run ~30 % slower per beat than a few hundred
-            for begin in range(0, len(windows), FORWARD_BATCH):
-                logits = artifact.model(
-                    torch.from_numpy(windows[begin : begin + FORWARD_BATCH]).to(self._device),
-                    torch.from_numpy(rr[begin : begin + FORWARD_BATCH]).to(self._device),
-                )
-                parts.append(torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32))
-        proba = np.concatenate(parts) if parts else np.zeros((0, len(artifact.classes)))
+        proba = artifact.predict_proba(windows, rr, batch=self._forward_batch, device=self._device)
         self.batch_sizes.append(int(windows.shape[0]))
         del self.batch_sizes[:-1000]
         out, begin = [], 0
@@ -102,16 +100,19 @@ class BeatClassifierDeployment:
 
 
 def build_app(
-    model_dir: str | None = None, replicas: int = 1, lane: str = "production", gpus: float = 0.0
+    model_dir: str | None = None,
+    replicas: int = 1,
+    lane: str = "production",
+    gpus: float = 0.0,
+    classifier: ClassifierSettings | None = None,
 ) -> serve.Application:
     """The inference application of a lane; `model_dir` None means the shipped default model.
-    `gpus` > 0 places each replica on a GPU (the model then runs there)."""
-    from actors.lanes import lane as lane_named
-
+    `gpus` > 0 places each replica on a GPU (the model then runs there). `classifier`: the
+    batch sizes (default: the replicas' environment)."""
     return BeatClassifierDeployment.options(
         num_replicas=replicas,
         ray_actor_options={"num_cpus": lane_named(lane).actor_cpus, "num_gpus": gpus},
-    ).bind(model_dir, 1, lane)
+    ).bind(model_dir, 1, lane, classifier.model_dump() if classifier else None)
 
 
 def app_builder(args: dict[str, str]) -> serve.Application:

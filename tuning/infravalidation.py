@@ -28,10 +28,10 @@ from typing import Any
 import asyncpg
 import numpy as np
 
+from ecgstream.io.device_simulator import replay
 from ecgstream.release.policy import InfravalidationPolicy
 from ecgstream.release.report import StepDecision
 from ecgstream.settings import Settings
-from ecgstream.tools.replay import replay
 
 TAIL_S = 6.0  # beats this close to a replay's end may still wait for data (detection delay)
 DRAIN_TIMEOUT_S = 180.0  # after the replay, how long to wait for the last beats
@@ -161,8 +161,8 @@ def _attempt(
 ) -> tuple[StepDecision, bool]:
     from ray import serve
 
-    from actors.lanes import lane
     from actors.pipeline import lane_down, lane_status, lane_up
+    from ecgstream.lanes import lane
 
     expected, minutes = read_expected(expected_data)
     records = list(expected)

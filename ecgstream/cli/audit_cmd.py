@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ecgstream.cli.app import console, err_console, reports_errors
+from ecgstream.cli.common import console, err_console, reports_errors
 
 if TYPE_CHECKING:
     from ecgstream.tools.privacy_audit import AuditReport

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ecgstream.cli.app import console, reports_errors
+from ecgstream.cli.common import console, reports_errors
 from ecgstream.settings import load_settings
 
 bench_app = typer.Typer(help="Benchmarks that print JSON (ratios against a same-run baseline).")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ecgstream.cli.app import console, reports_errors
+from ecgstream.cli.common import console, reports_errors
 from ecgstream.settings import load_settings
 
 cluster_app = typer.Typer(help="Run the local stack: Kafka, PostgreSQL, Prometheus, Ray.")

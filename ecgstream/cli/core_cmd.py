@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ecgstream.cli.app import console, reports_errors
+from ecgstream.cli.common import console, reports_errors
 from ecgstream.settings import load_settings
 from ecgstream.splits import DS1
 

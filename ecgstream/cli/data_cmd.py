@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ecgstream.cli.app import console, reports_errors
+from ecgstream.cli.common import console, reports_errors
 from ecgstream.errors import EcgstreamError
 
 data_app = typer.Typer(help="ECG data sets.")

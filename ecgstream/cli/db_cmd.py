@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from ecgstream.cli.app import console, reports_errors
+from ecgstream.cli.common import console, reports_errors
 from ecgstream.io.db import with_connection
 from ecgstream.settings import load_settings
 

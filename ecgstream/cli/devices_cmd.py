@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ecgstream.cli.app import console, reports_errors
+from ecgstream.cli.common import console, reports_errors
 from ecgstream.errors import ConfigurationError
 from ecgstream.identity import device_key
 from ecgstream.settings import load_settings, write_secret_file

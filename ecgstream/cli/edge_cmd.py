@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ecgstream.cli.app import console, reports_errors
+from ecgstream.cli.common import console, reports_errors
 
 edge_app = typer.Typer(help="The edge deployment: bundles that run with onnxruntime only.")
 

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ecgstream.cli.app import console, err_console, reports_errors
+from ecgstream.cli.common import console, err_console, reports_errors
 from ecgstream.errors import ConfigurationError
 
 PROGRESS_EVERY_S = 10.0

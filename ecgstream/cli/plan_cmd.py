@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ecgstream.cli.app import console, reports_errors
+from ecgstream.cli.common import console, reports_errors
 from ecgstream.errors import ConfigurationError
 from ecgstream.settings import load_settings
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ecgstream.cli.app import console, reports_errors
+from ecgstream.cli.common import console, reports_errors
 from ecgstream.settings import load_settings
 
 stream_app = typer.Typer(help="The streaming pipeline on Ray (needs `ecgstream cluster up`).")
@@ -149,7 +149,7 @@ def replay(
 ) -> None:
     """Publish records to `ecg.samples` the way bedside devices would (wire version 2, each
     chunk signed with its device's key where this deployment's fleet secret is at hand)."""
-    from ecgstream.tools.replay import replay as run_replay
+    from ecgstream.io.device_simulator import replay as run_replay
 
     settings = load_settings()
     stats = asyncio.run(

@@ -22,12 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ecgstream.artifact import load_artifact
+from ecgstream.io.device_simulator import ReplayDevice, device_chunk, pseudonym
 from ecgstream.messages import alarm_message, beat_message
 from ecgstream.processing import InputMessage, StreamProcessor
 from ecgstream.records import load_record
 from ecgstream.segment import classify_segment
 from ecgstream.signal.units import adc_to_millivolts
-from ecgstream.tools.replay import ReplayDevice, device_chunk, pseudonym
 from ecgstream.wire import encode_chunk
 
 

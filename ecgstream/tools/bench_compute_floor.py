@@ -18,10 +18,10 @@ import torch
 
 from ecgstream.artifact import load_artifact
 from ecgstream.identity import DeviceSigner, DeviceVerifier
+from ecgstream.io.device_simulator import REPLAY_SESSION, device_chunk, plan_devices
 from ecgstream.processing import InputMessage, StreamProcessor
 from ecgstream.records import load_record
 from ecgstream.settings import Settings
-from ecgstream.tools.replay import REPLAY_SESSION, device_chunk, plan_devices
 from ecgstream.wire import encode_chunk
 
 FORWARD_BATCH = 1000  # messages per batch, as a consumer fetches them

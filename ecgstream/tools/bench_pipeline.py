@@ -27,6 +27,7 @@ from aiokafka.admin import NewTopic
 
 from ecgstream.artifact import ModelArtifact, load_artifact
 from ecgstream.io.device_keys import device_verifier
+from ecgstream.io.device_simulator import ReplayStats, replay
 from ecgstream.io.kafka import make_admin, make_consumer, make_producer
 from ecgstream.io.partition_fetcher import input_message
 from ecgstream.io.sinks import KafkaSink, PostgresSink
@@ -35,7 +36,6 @@ from ecgstream.settings import Settings
 from ecgstream.tools.bench_compute_floor import compute_floor
 from ecgstream.tools.process_cpu import CpuMeter, monitor_vs_consumer
 from ecgstream.tools.reference import offline_reference
-from ecgstream.tools.replay import ReplayStats, replay
 
 # "no lag growth": over the second half of a load the fitted backlog may grow by at most this
 # many seconds of input (below that it is the noise of batches in flight, not a trend)
@@ -277,7 +277,7 @@ class LagProbe:
         await self._admin.close()
 
     async def lag(self) -> int:
-        from actors.lanes import lane
+        from ecgstream.lanes import lane
 
         committed = await self._admin.list_consumer_group_offsets(lane("production").consumer_group)
         topic = self._settings.topics.samples

@@ -19,11 +19,11 @@ from rich.live import Live
 from rich.table import Table
 
 from ecgstream.io.device_keys import device_signer
+from ecgstream.io.device_simulator import ReplayDevice, ReplayStats, malformed_messages, replay
 from ecgstream.io.kafka import make_producer
 from ecgstream.plots import plot_strip
 from ecgstream.records import load_record, load_reference_beats
 from ecgstream.settings import Settings
-from ecgstream.tools.replay import ReplayDevice, ReplayStats, malformed_messages, replay
 
 DEMO_RECORDS = ("119", "208", "101", "106", "203", "223", "201", "118", "109", "207", "114", "124")
 

@@ -242,7 +242,7 @@ def workload_identifiers(
     prefixes: set[str] = set()
     for device in devices:
         if isinstance(device, str):
-            from ecgstream.tools.replay import pseudonym
+            from ecgstream.io.device_simulator import pseudonym
 
             device_id, patient_id = device, pseudonym(device)
         else:

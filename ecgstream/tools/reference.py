@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecgstream.artifact import load_artifact
+from ecgstream.io.device_simulator import REPLAY_SESSION, device_chunk, plan_devices
 from ecgstream.processing import InputMessage, StreamProcessor
 from ecgstream.records import load_record
-from ecgstream.tools.replay import REPLAY_SESSION, device_chunk, plan_devices
 from ecgstream.wire import encode_chunk
 
 

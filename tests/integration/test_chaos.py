@@ -17,8 +17,8 @@ import ray
 from actors.naming import namespace
 from actors.pipeline import coordinator_handle
 from cluster.stack import LocalStack
+from ecgstream.io.device_simulator import replay
 from ecgstream.settings import Settings
-from ecgstream.tools.replay import replay
 from tests.integration.pipeline_support import (
     RECORDS,
     assert_kafka_outputs_once,
@@ -48,7 +48,8 @@ async def test_coordinator_killed(pipeline: Settings, mitdb_dir: Path) -> None:
 async def test_serve_replica_killed(pipeline: Settings, mitdb_dir: Path) -> None:
     from ray import serve
 
-    from serve_app.inference import APP_NAME, DEPLOYMENT_NAME
+    from ecgstream.lanes import APP_NAME
+    from serve_app.inference import DEPLOYMENT_NAME
 
     def kill_replica() -> None:
         names = ray.util.list_named_actors(all_namespaces=True)

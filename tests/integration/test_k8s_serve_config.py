@@ -21,8 +21,8 @@ import yaml
 from actors.coordinator import COORDINATOR_NAME
 from actors.naming import namespace
 from actors.pipeline import connect, stream_down
+from ecgstream.io.device_simulator import replay
 from ecgstream.settings import Settings
-from ecgstream.tools.replay import replay
 from tests.integration.conftest import settings_env
 from tests.integration.pipeline_support import RECORDS, offline_reference, wait_for_beats
 

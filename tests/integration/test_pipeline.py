@@ -16,10 +16,10 @@ import ray
 from actors.pipeline import coordinator_handle, monitor_handle
 from cluster.migrate import SINK_ROLE, grant_sink_role
 from ecgstream.identity import SIGNATURE_HEADER, device_key, sign
+from ecgstream.io.device_simulator import REPLAY_SESSION, malformed_messages, replay
 from ecgstream.io.kafka import make_producer
 from ecgstream.records import load_record
 from ecgstream.settings import Settings
-from ecgstream.tools.replay import REPLAY_SESSION, malformed_messages, replay
 from ecgstream.wire import encode_chunk, make_chunk
 from tests.integration.conftest import run_cli
 from tests.integration.pipeline_support import (

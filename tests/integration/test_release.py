@@ -22,10 +22,10 @@ import torch
 
 from actors.pipeline import lane_status
 from ecgstream.artifact import ModelArtifact, load_artifact, save_artifact
+from ecgstream.io.device_simulator import REPLAY_SESSION, replay
 from ecgstream.model import BeatClassifier, ModelConfig
 from ecgstream.release.policy import load_policy
 from ecgstream.settings import Settings
-from ecgstream.tools.replay import REPLAY_SESSION, replay
 from tests.integration.conftest import settings_env
 from tests.integration.pipeline_support import (
     RECORDS,

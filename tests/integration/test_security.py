@@ -25,6 +25,7 @@ from aiokafka.errors import (
 )
 
 from cluster.tls import CertificateAuthority
+from ecgstream.io.device_simulator import REPLAY_SESSION, replay
 from ecgstream.io.kafka import make_consumer, make_producer
 from ecgstream.settings import (
     KafkaSettings,
@@ -32,7 +33,6 @@ from ecgstream.settings import (
     PrometheusSettings,
     Settings,
 )
-from ecgstream.tools.replay import REPLAY_SESSION, replay
 from tests.integration.conftest import TEST_PORTS, run_cli, service_state_dir
 from tests.integration.pipeline_support import (
     RECORDS,

@@ -39,3 +39,107 @@ def test_domain_modules_import_no_service_client() -> None:
 
 def test_domain_modules_import_no_service_package() -> None:
     assert _domain_modules_importing({"cluster", "actors", "serve_app", "tuning"}) == {}
+
+
+PROJECT_PACKAGES = ("ecgstream", "actors", "cluster", "serve_app", "tuning")
+
+
+def _project_modules() -> dict[str, Path]:
+    modules = {}
+    for package in PROJECT_PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports, anywhere in it (imports inside functions too:
+    they hide circles, they do not remove them). `from pkg import sub` is an edge to `sub`."""
+    modules = _project_modules()
+
+    def owner(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    base = f"{up}.{base}" if base else up
+                subs = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules]
+                names = subs if len(subs) == len(node.names) else [base, *subs]
+            else:
+                continue
+            found |= {o for n in names if n.split(".")[0] in PROJECT_PACKAGES and (o := owner(n))}
+        graph[module] = found - {module}
+    return graph
+
+
+def test_the_project_imports_have_no_circle() -> None:
+    """A circle means neither module can be understood (or tested, or moved) without the other;
+    the layers of docs/architecture.md are only real without them."""
+    import graphlib
+
+    try:
+        graphlib.TopologicalSorter(_import_graph()).prepare()
+    except graphlib.CycleError as exc:
+        raise AssertionError(f"import circle: {' -> '.join(exc.args[1])}") from None
+
+
+def test_the_circle_check_sees_a_circle_hidden_in_a_function() -> None:
+    import graphlib
+
+    graph = _import_graph()
+    assert "ecgstream.lanes" in graph["serve_app.inference"]  # a top-level import
+    assert "ecgstream.tools.fuzz.atheris_pass" in graph["ecgstream.tools.fuzz.runner"]  # in a def
+    graph["ecgstream.lanes"].add("serve_app.inference")  # the circle this issue removed
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError:
+        return
+    raise AssertionError("a circle went unseen")
+
+
+# docs/architecture.md: each layer imports only its own and lower layers
+LAYERS = ("domain", "clients", "runtime", "control", "tools")
+# modules whose layer is not their package's: the pipeline's control plane lives beside the
+# actors it starts, the stream supervisor is a Serve app that starts the pool, and the edge
+# runner's command line sits in the edge package that the edge device installs alone
+LAYER_OF_MODULE = {
+    "actors.pipeline": "control",
+    "serve_app.stream_app": "control",
+    "ecgstream.edge.cli": "tools",
+}
+
+
+def layer_of(module: str) -> str:
+    if module in LAYER_OF_MODULE:
+        return LAYER_OF_MODULE[module]
+    if module.startswith(("ecgstream.cli", "ecgstream.tools")):
+        return "tools"
+    if module.startswith(("cluster", "tuning")):
+        return "control"
+    if module.startswith(("actors", "serve_app")):
+        return "runtime"
+    if module.startswith("ecgstream.io"):
+        return "clients"
+    return "domain"
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    upward = sorted(
+        f"{module} ({layer_of(module)}) -> {dep} ({layer_of(dep)})"
+        for module, deps in _import_graph().items()
+        for dep in deps
+        if LAYERS.index(layer_of(dep)) > LAYERS.index(layer_of(module))
+    )
+    assert upward == []

@@ -104,7 +104,7 @@ def test_the_serve_config_validates_and_every_application_builds(overlay: str) -
     schema = ServeDeploySchema.model_validate(config)
     names = [app.name for app in schema.applications]
     assert names == ["ecgstream-inference", "ecgstream-api", "ecgstream-stream"]
-    from actors.lanes import lane
+    from ecgstream.lanes import lane
 
     assert names[0] == lane("production").serve_app  # the consumers look the classifier up so
     for app in schema.applications:

@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ecgstream.cli.app import app
+from ecgstream.io.device_simulator import ReplayDevice, plan_devices, pseudonym
 from ecgstream.tools.privacy_audit import (
     AuditReport,
     Needles,
@@ -28,7 +29,6 @@ from ecgstream.tools.privacy_audit import (
     scan_texts,
     workload_identifiers,
 )
-from ecgstream.tools.replay import ReplayDevice, plan_devices, pseudonym
 
 DEVICE = "dev-0003"
 PATIENT = pseudonym(DEVICE)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from actors.lanes import LANE_NAMES, lane
 from ecgstream.beats import BeatConfig
 from ecgstream.dataset import TrainingSet
 from ecgstream.io.registry import to_jsonb
+from ecgstream.lanes import LANE_NAMES, lane
 from ecgstream.model import BeatClassifier, ModelConfig
 from ecgstream.release.policy import DEFAULT_POLICY, Splits, load_policy
 from ecgstream.release.report import ReleaseReport, StepDecision

@@ -38,7 +38,7 @@ class Child:
 
     def finish(self) -> dict[str, Any]:
         """Wait for the pass and summarise it (the temporary directory is removed)."""
-        from ecgstream.tools.fuzz.runner import cut
+        from ecgstream.tools.fuzz.reporting import cut
 
         try:
             rc = self.proc.wait(timeout=max(1.0, self.deadline - time.monotonic()))
@@ -106,7 +106,7 @@ def main(argv: list[str]) -> None:
 
     name, stats_path, flags = argv[1], Path(argv[2]), argv[3:]
     with atheris.instrument_imports(include=_INSTRUMENTED):
-        from ecgstream.tools.fuzz.runner import cut
+        from ecgstream.tools.fuzz.reporting import cut
         from ecgstream.tools.fuzz.targets import default_targets
 
         target = default_targets()[name]

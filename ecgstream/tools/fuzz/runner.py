@@ -22,9 +22,9 @@ import hypothesis
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from ecgstream.tools.fuzz.reporting import cut
 from ecgstream.tools.fuzz.targets import Target, default_targets
 
-MAX_REPR_CHARS = 300
 ATHERIS_MIN_S = 10.0  # below this per target, atheris spends its time starting up
 MAX_BATCH = 500  # batches grow 20, 40, ... to this; with a seed, batch k is the same each run
 
@@ -54,10 +54,6 @@ class _Tally:
             "failures": self.failures,
             "unreliable_timings": self.unreliable_timings,
         }
-
-
-def cut(text: str, limit: int = MAX_REPR_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _failure(exc: BaseException, example: Any, *, from_notes: bool = False) -> dict[str, str]:

@@ -9,7 +9,8 @@
   of holdout patients), writes only `ecg.beats.staging` and `beats_staging`.
 
 Each lane has its own Serve application, coordinator and consumer names, so stopping a shadow
-or staging lane cannot touch production.
+or staging lane cannot touch production. Plain data, below both the actors and the Serve
+deployments that read it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ecgstream.settings import TopicSettings
-from serve_app.inference import APP_NAME
+
+# the production lane's Serve application (serve_app.inference deploys it under this name)
+APP_NAME = "ecgstream-inference"
 
 
 @dataclass(frozen=True)

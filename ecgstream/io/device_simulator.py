@@ -1,8 +1,9 @@
-"""`ecgstream replay`: WFDB records published the way live bedside devices would send them.
+"""The device simulator (`ecgstream replay`): WFDB records published as bedside devices do.
 
-One chunk per device per interval, keyed by device id (a device always lands on one partition),
-at `speed` times real time (0 = as fast as possible). Patient i plays record i mod len(records)
-under its own device id and pseudonym; patients sharing a record start at different offsets.
+The demo, the benchmarks and infravalidation all play their devices through it. One chunk per
+device per interval, keyed by device id (a device always lands on one partition), at `speed`
+times real time (0 = as fast as possible). Patient i plays record i mod len(records) under its
+own device id and pseudonym; patients sharing a record start at different offsets.
 """
 
 from __future__ import annotations
