@@ -1,0 +1,14 @@
+"""The pipeline's Ray actors (runtime): coordinator, consumers, monitor, model directory,
+edge ingest; `pipeline` brings lanes up and down (control plane, docs/architecture.md)."""
+
+__all__ = [  # the public modules; others are private by their leading underscore
+    "assignment",
+    "consumer",
+    "coordinator",
+    "edge_ingest",
+    "model_directory",
+    "monitor",
+    "monitor_feed",
+    "naming",
+    "pipeline",
+]

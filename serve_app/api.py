@@ -124,7 +124,7 @@ class KeyCache:
                 log.warning("API keys not refreshed: %s", type(exc).__name__)
 
 
-def _bearer(request: Request) -> str:
+def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token:
@@ -143,7 +143,7 @@ async def _registry_aliases(settings: Settings) -> list[dict[str, str]]:
     return [{"version": r["version"], "role": r["alias"]} for r in rows]
 
 
-def _errors(exc: ValidationError, limit: int = 20) -> list[dict[str, Any]]:
+def validation_errors(exc: ValidationError, limit: int = 20) -> list[dict[str, Any]]:
     """Pydantic's errors as plain JSON: where, and what is wrong. At most `limit` of them, and a
     body key named in a location cut short, so a 422 never echoes the request back."""
     errors = [
@@ -160,7 +160,7 @@ def _errors(exc: ValidationError, limit: int = 20) -> list[dict[str, Any]]:
     return errors
 
 
-def _read_wfdb(header: bytes, signal: bytes) -> tuple[np.ndarray, float, list[str]]:
+def read_wfdb_upload(header: bytes, signal: bytes) -> tuple[np.ndarray, float, list[str]]:
     """A WFDB record from its two files, as float32 millivolts (the stream's conversion)."""
     import wfdb
 
@@ -239,7 +239,7 @@ class ApiIngress:
     async def _authorize(self, request: Request) -> None:
         """Before the body is read: an anonymous caller learns nothing about what a valid
         request looks like."""
-        found = await self._keys.lookup(_bearer(request))
+        found = await self._keys.lookup(bearer_token(request))
         if found is None:
             raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
         key_id, key = found
@@ -283,7 +283,7 @@ class ApiIngress:
         try:
             segment = SegmentRequest.model_validate_json(await request.body())
         except ValidationError as exc:
-            raise HTTPException(422, _errors(exc)) from None
+            raise HTTPException(422, validation_errors(exc)) from None
         x = np.asarray(segment.samples, dtype=np.float32)
         return await self._classify(x, segment.fs, list(segment.leads))
 
@@ -321,7 +321,9 @@ class ApiIngress:
         header, signal = form.get("header"), form.get("signal")
         if not isinstance(header, UploadFile) or not isinstance(signal, UploadFile):
             raise HTTPException(422, "both files are needed: header (.hea) and signal (.dat)")
-        x, fs, leads = await asyncio.to_thread(_read_wfdb, await header.read(), await signal.read())
+        x, fs, leads = await asyncio.to_thread(
+            read_wfdb_upload, await header.read(), await signal.read()
+        )
         return await self._classify(x, fs, leads)
 
     @api.get("/v1/models", response_model=ModelsResponse)

@@ -1,0 +1,10 @@
+"""Model search and release (control plane): Ray Tune search, selection, the holdout gate,
+infravalidation through the real serving path, promotion, shadow and rollback."""
+
+__all__ = [  # the public modules; others are private by their leading underscore
+    "infravalidation",
+    "promotion",
+    "release",
+    "search",
+    "selection",
+]

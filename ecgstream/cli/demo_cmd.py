@@ -24,7 +24,7 @@ def demo(
     from cluster.stack import LocalStack
     from ecgstream.cli.cluster_cmd import _event, print_status
     from ecgstream.cli.stream_cmd import print_pipeline
-    from ecgstream.tools.live_demo import _by_priority, run_live_demo, write_report
+    from ecgstream.tools.live_demo import alarm_priority, run_live_demo, write_report
 
     settings = load_settings()
     stack = LocalStack(settings)
@@ -53,7 +53,7 @@ def demo(
     for name in ("N", "S", "V", "F"):
         summary.add_row(f"  class {name}", str(state.classes.get(name, 0)))
     summary.add_row("alarms", str(state.alarm_count))
-    for (kind, severity), n in sorted(state.alarm_kinds.items(), key=_by_priority):
+    for (kind, severity), n in sorted(state.alarm_kinds.items(), key=alarm_priority):
         summary.add_row(f"  {kind} ({severity})", str(n))
     summary.add_row("malformed messages dead-lettered", str(state.dead_letters))
     if state.p50_ms is not None:

@@ -82,7 +82,7 @@ async def _poll(conn: asyncpg.Connection, prefix: str, state: DemoState) -> None
     ]
 
 
-def _by_priority(item: tuple[tuple[str, str], int]) -> tuple[int, str]:
+def alarm_priority(item: tuple[tuple[str, str], int]) -> tuple[int, str]:
     (kind, severity), _ = item
     return ({"high": 0, "medium": 1, "low": 2}.get(severity, 3), kind)
 
@@ -121,7 +121,7 @@ def _view(state: DemoState, devices: int, duration_s: float) -> Group:
         classes.add_column(name, justify="right")
     classes.add_row(*(str(state.classes.get(name, 0)) for name in ("N", "S", "V", "F")))
     by_kind = ", ".join(
-        f"{kind} {n}" for (kind, _), n in sorted(state.alarm_kinds.items(), key=_by_priority)
+        f"{kind} {n}" for (kind, _), n in sorted(state.alarm_kinds.items(), key=alarm_priority)
     )
     alarms = Table(
         title=f"latest alarms ({state.alarm_count} in all: {by_kind or 'none yet'})", min_width=60
@@ -281,7 +281,7 @@ async def write_report(
     classes = ", ".join(f"{k}: {v}" for k, v in sorted(state.classes.items()))
     kinds = ", ".join(
         f"{kind} ({severity}) {n}"
-        for (kind, severity), n in sorted(state.alarm_kinds.items(), key=_by_priority)
+        for (kind, severity), n in sorted(state.alarm_kinds.items(), key=alarm_priority)
     )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>ecgstream demo</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}

@@ -27,18 +27,18 @@ def _wfdb(header: str, n_samples: int = 720) -> tuple[bytes, bytes]:
 def test_bad_wfdb_headers_are_a_422(header: str, says: str) -> None:
     from fastapi import HTTPException
 
-    from serve_app.api import _read_wfdb
+    from serve_app.api import read_wfdb_upload
 
     with pytest.raises(HTTPException) as caught:
-        _read_wfdb(*_wfdb(header))
+        read_wfdb_upload(*_wfdb(header))
     assert caught.value.status_code == 422
     assert says in caught.value.detail
 
 
 def test_a_good_wfdb_upload_still_reads() -> None:
-    from serve_app.api import _read_wfdb
+    from serve_app.api import read_wfdb_upload
 
-    x, fs, leads = _read_wfdb(*_wfdb("rec 1 360 720\nrec.dat 16 200 11 0 0 0 0 MLII\n"))
+    x, fs, leads = read_wfdb_upload(*_wfdb("rec 1 360 720\nrec.dat 16 200 11 0 0 0 0 MLII\n"))
     assert (x.shape, fs, leads) == ((1, 720), 360.0, ["MLII"])
     assert np.isfinite(x).all()
 
@@ -47,15 +47,15 @@ def test_a_422_lists_a_bounded_number_of_short_errors() -> None:
     from pydantic import ValidationError
 
     from ecgstream.api_schema import SegmentRequest
-    from serve_app.api import _errors
+    from serve_app.api import validation_errors
 
     body = {"fs": 360, "leads": ["I"], "samples": [["x"] * 5000], "k" * 5000: 1}
     with pytest.raises(ValidationError) as caught:
         SegmentRequest.model_validate_json(json.dumps(body))
-    errors = _errors(caught.value)
+    errors = validation_errors(caught.value)
     assert len(errors) == 21 and errors[-1]["type"] == "too_many_errors"
     assert len(json.dumps(errors)) < 8192
 
     with pytest.raises(ValidationError) as caught:
         SegmentRequest.model_validate_json(json.dumps({"k" * 5000: 1}))
-    assert all(len(str(part)) <= 64 for e in _errors(caught.value) for part in e["loc"])
+    assert all(len(str(part)) <= 64 for e in validation_errors(caught.value) for part in e["loc"])

@@ -143,3 +143,59 @@ def test_no_module_imports_a_higher_layer() -> None:
         if LAYERS.index(layer_of(dep)) > LAYERS.index(layer_of(module))
     )
     assert upward == []
+
+
+def _unit(module: str) -> str:
+    """The unit a private name stays inside: a top-level package, or a subpackage of ecgstream."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "ecgstream" and len(parts) > 2 else parts[0]
+
+
+def test_no_module_imports_another_packages_private_names() -> None:
+    """A leading underscore means "may change without notice": only its own package uses it."""
+    offenders = []
+    for module, path in _project_modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.level == 0):
+                continue
+            if node.module.split(".")[0] not in PROJECT_PACKAGES:
+                continue
+            for alias in node.names:
+                if alias.name.startswith("_") and _unit(node.module) != _unit(module):
+                    offenders.append(f"{module} imports {node.module}.{alias.name}")
+    assert offenders == []
+
+
+def test_every_package_declares_its_public_surface() -> None:
+    """`__all__` in each package's __init__ names what is public (modules, or names it defines);
+    every public module is listed, and nothing listed is missing."""
+    problems = []
+    for init in [p for package in PROJECT_PACKAGES for p in (ROOT / package).rglob("__init__.py")]:
+        tree = ast.parse(init.read_text())
+        declared = next(
+            (
+                ast.literal_eval(node.value)
+                for node in tree.body
+                if isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+            ),
+            None,
+        )
+        where = init.parent.relative_to(ROOT)
+        if declared is None:
+            problems.append(f"{where}: no __all__")
+            continue
+        folder = init.parent
+        modules = {p.stem for p in folder.glob("*.py") if not p.name.startswith("_")}
+        modules |= {p.name for p in folder.iterdir() if (p / "__init__.py").exists()}
+        defined = {
+            alias.asname or alias.name
+            for node in tree.body
+            if isinstance(node, ast.ImportFrom)
+            for alias in node.names
+        }
+        if missing := sorted(set(declared) - modules - defined):
+            problems.append(f"{where}: __all__ names what is not there: {missing}")
+        if unlisted := sorted(modules - set(declared)) if not defined else []:
+            problems.append(f"{where}: public modules not in __all__: {unlisted}")
+    assert problems == []

@@ -10,3 +10,12 @@ run the same targets with a fixed example count.
 Lives under `tools` because the API targets import `serve_app` (and so ray), which domain code
 may not (tests/unit/test_architecture.py).
 """
+
+__all__ = [  # the public modules
+    "atheris_pass",
+    "checks",
+    "reporting",
+    "runner",
+    "strategies",
+    "targets",
+]

@@ -118,14 +118,14 @@ def check_segment_json(body: bytes) -> str | None:
     from pydantic import ValidationError
 
     from ecgstream import api_schema as schema
-    from serve_app.api import _errors
+    from serve_app.api import validation_errors
 
     try:
         with _quiet():
             segment = schema.SegmentRequest.model_validate_json(body)
     except ValidationError as exc:
         try:
-            errors = _errors(exc)
+            errors = validation_errors(exc)
             text = json.dumps(errors)
         except Exception as inner:
             raise _escaped(inner) from inner
@@ -155,12 +155,12 @@ def check_wfdb_upload(upload: tuple[bytes, bytes]) -> str | None:
     from fastapi import HTTPException
 
     from ecgstream import api_schema as schema
-    from serve_app.api import _read_wfdb
+    from serve_app.api import read_wfdb_upload
 
     header, signal = upload
     try:
         with _quiet():
-            x, fs, leads = _read_wfdb(header, signal)
+            x, fs, leads = read_wfdb_upload(header, signal)
     except HTTPException as exc:
         _require(400 <= exc.status_code < 500, f"HTTP {exc.status_code} for a bad upload")
         _bounded("the upload's rejection", exc.detail)
@@ -181,13 +181,13 @@ def check_bearer(headers: tuple[bytes | None, bytes | None]) -> str | None:
     """The credentials of a request, raw header bytes as a client may send them."""
     from starlette.requests import Request
 
-    from serve_app.api import _bearer
+    from serve_app.api import bearer_token
 
     authorization, api_key = headers
     raw = [(n, v) for n, v in ((b"authorization", authorization), (b"x-api-key", api_key)) if v]
     request = Request({"type": "http", "method": "GET", "path": "/v1/models", "headers": raw})
     try:
-        token = _bearer(request)
+        token = bearer_token(request)
     except Exception as exc:
         raise _escaped(exc) from exc
     _require(isinstance(token, str), f"credentials of type {type(token).__name__}")
