@@ -119,14 +119,20 @@ def assert_no_repeated_alarm(alarm_ids: list[str]) -> None:
 
 
 async def wait_for_zero_lag(timeout_s: float = 120) -> dict:
-    """The pipeline drains its backlog by itself: the coordinator's status, once lag is 0."""
+    """The pipeline drains its backlog by itself: the coordinator's status, once lag is 0 and
+    what was fetched is delivered. `lag` counts messages not yet *fetched*; a consumer counts a
+    batch's chunks only once it is committed, so the count standing still over a poll with no
+    lag means the last batch fetched is stored too."""
     deadline = time.monotonic() + timeout_s
+    previous = None
     while True:
         status = ray.get(coordinator_handle().status.remote(), timeout=120)
         lag = sum(sum(c["lag"].values()) for c in status["consumers"] if "lag" in c)
-        if lag == 0 or time.monotonic() > deadline:
+        delivered = sum(c.get("chunks", 0) for c in status["consumers"])
+        if (lag == 0 and delivered == previous) or time.monotonic() > deadline:
             assert lag == 0, status
             return status
+        previous = delivered if lag == 0 else None
         await asyncio.sleep(2)
 
 
