@@ -2,13 +2,8 @@
 edge ingest; `pipeline` brings lanes up and down (control plane, docs/architecture.md)."""
 
 __all__ = [  # the public modules; others are private by their leading underscore
-    "assignment",
-    "consumer",
     "coordinator",
-    "edge_ingest",
     "model_directory",
-    "monitor",
-    "monitor_feed",
     "naming",
     "pipeline",
 ]

@@ -20,8 +20,8 @@ from typing import Any
 
 import ray
 
-from actors.assignment import balance
-from actors.consumer import ConsumerActor
+from actors._assignment import balance
+from actors._consumer import ConsumerActor
 from actors.naming import namespace
 from ecgstream.io.kafka import make_admin
 from ecgstream.io.kafka_transactions import fence

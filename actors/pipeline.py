@@ -14,10 +14,10 @@ from typing import Any
 
 import ray
 
+from actors._edge_ingest import start_edge_ingest, stop_edge_ingest
+from actors._monitor import MONITOR_NAME, MonitorActor
 from actors.coordinator import COORDINATOR_NAME, MAX_CONSUMER_GENERATIONS, Coordinator
-from actors.edge_ingest import start_edge_ingest, stop_edge_ingest
 from actors.model_directory import MODEL_DIRECTORY_NAME, ModelTarget, model_directory
-from actors.monitor import MONITOR_NAME, MonitorActor
 from actors.naming import namespace
 from ecgstream.artifact import load_artifact
 from ecgstream.errors import ConfigurationError

@@ -5,11 +5,8 @@ __all__ = [  # the public modules; others are private by their leading underscor
     "kafka_broker",
     "kafka_security",
     "migrate",
-    "postgres_server",
     "prometheus_server",
-    "ray_head",
     "rotation",
     "stack",
     "state",
-    "tls",
 ]

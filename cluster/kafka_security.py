@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from cluster.tls import CertificateAuthority
+from cluster._tls import CertificateAuthority
 from ecgstream.errors import StackError
 from ecgstream.settings import Settings, read_secret_file, write_private_bytes, write_secret_file
 

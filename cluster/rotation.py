@@ -16,10 +16,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
+from cluster._postgres_server import APP_ROLE, PostgresServer
 from cluster.kafka_broker import KafkaBroker
 from cluster.kafka_security import MECHANISM, USERS
 from cluster.migrate import SINK_ROLE
-from cluster.postgres_server import APP_ROLE, PostgresServer
 from cluster.state import StatePaths
 from ecgstream.errors import StackError
 from ecgstream.settings import Settings, read_secret_file, write_secret_file

@@ -11,10 +11,10 @@ import secrets
 from collections.abc import Callable
 from typing import Protocol
 
+from cluster._postgres_server import PostgresServer
+from cluster._ray_head import RayHead
 from cluster.kafka_broker import KafkaBroker
-from cluster.postgres_server import PostgresServer
 from cluster.prometheus_server import PrometheusServer
-from cluster.ray_head import RayHead
 from cluster.state import ComponentStatus, StatePaths
 from ecgstream.errors import StackError
 from ecgstream.settings import Settings, write_secret_file

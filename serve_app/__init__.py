@@ -3,8 +3,6 @@
 
 __all__ = [  # the public modules; others are private by their leading underscore
     "api",
-    "followed_model",
     "inference",
-    "rate_limit",
     "stream_app",
 ]

@@ -43,8 +43,8 @@ from ecgstream.api_schema import (
 from ecgstream.io.api_keys import ActiveKey, active_keys, parse_key, secret_matches
 from ecgstream.segment import classify_segment
 from ecgstream.settings import Settings
-from serve_app.followed_model import FollowedModel, replica_name
-from serve_app.rate_limit import RateLimiter, retry_after_header
+from serve_app._followed_model import FollowedModel, replica_name
+from serve_app._rate_limit import RateLimiter, retry_after_header
 
 log = logging.getLogger("ecgstream.api")
 

@@ -19,7 +19,7 @@ from ray import serve
 
 from ecgstream.lanes import lane as lane_named
 from ecgstream.settings import ClassifierSettings, load_settings
-from serve_app.followed_model import FollowedModel, replica_name
+from serve_app._followed_model import FollowedModel, replica_name
 
 DEPLOYMENT_NAME = "BeatClassifier"
 

@@ -2,9 +2,6 @@
 infravalidation through the real serving path, promotion, shadow and rollback."""
 
 __all__ = [  # the public modules; others are private by their leading underscore
-    "infravalidation",
     "promotion",
     "release",
-    "search",
-    "selection",
 ]

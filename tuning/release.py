@@ -22,14 +22,14 @@ from ecgstream.release.policy import ReleasePolicy
 from ecgstream.release.report import ReleaseReport, StepDecision
 from ecgstream.settings import Settings
 from ecgstream.stream import PreprocessConfig
-from tuning.promotion import promote, with_registry
-from tuning.search import SearchOutcome, load_search_data, run_search
-from tuning.selection import (
+from tuning._search import SearchOutcome, load_search_data, run_search
+from tuning._selection import (
     EXPECTED_FILE,
     expected_predictions,
     select_on_test,
     write_candidate,
 )
+from tuning.promotion import promote, with_registry
 
 Progress = Callable[[str], None]
 
@@ -165,7 +165,7 @@ def gate_step(
 def staging_step(
     settings: Settings, policy: ReleasePolicy, version: str, run_id: str, progress: Progress
 ) -> StepDecision:
-    from tuning.infravalidation import infravalidate
+    from tuning._infravalidation import infravalidate
 
     model_dir = with_registry(settings, lambda r: r.artifact_dir(version))
     expected_path = model_dir / EXPECTED_FILE

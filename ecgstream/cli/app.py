@@ -7,23 +7,23 @@ import sys
 import typer
 
 from ecgstream.cli import (
-    api_cmd,
-    audit_cmd,
-    bench_cmd,
-    cluster_cmd,
-    core_cmd,
-    data_cmd,
-    db_cmd,
-    demo_cmd,
-    devices_cmd,
-    edge_cmd,
-    fuzz_cmd,
-    plan_cmd,
-    registry_cmd,
-    release_cmd,
-    stream_cmd,
+    _api_cmd,
+    _audit_cmd,
+    _bench_cmd,
+    _cluster_cmd,
+    _core_cmd,
+    _data_cmd,
+    _db_cmd,
+    _demo_cmd,
+    _devices_cmd,
+    _edge_cmd,
+    _fuzz_cmd,
+    _plan_cmd,
+    _registry_cmd,
+    _release_cmd,
+    _stream_cmd,
 )
-from ecgstream.cli.common import console, err_console, reports_errors
+from ecgstream.cli._common import console, err_console, reports_errors
 
 __all__ = ["app", "console", "err_console", "expand_multi_value_options", "main", "reports_errors"]
 
@@ -34,27 +34,27 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-app.add_typer(cluster_cmd.cluster_app, name="cluster")
-app.add_typer(data_cmd.data_app, name="data")
-app.add_typer(db_cmd.db_app, name="db")
-app.add_typer(bench_cmd.bench_app, name="bench")
-app.add_typer(stream_cmd.stream_app, name="stream")
-app.add_typer(release_cmd.release_app, name="release")
-app.add_typer(registry_cmd.registry_app, name="registry")
-app.add_typer(api_cmd.api_app, name="api")
-app.add_typer(api_cmd.keys_app, name="api-keys")
-app.add_typer(edge_cmd.edge_app, name="edge")
-app.add_typer(devices_cmd.devices_app, name="devices")
-app.add_typer(audit_cmd.audit_app, name="audit")
-app.command("tune")(registry_cmd.tune)
-app.command("replay")(stream_cmd.replay)
-app.command("demo")(demo_cmd.demo)
-app.command("train")(core_cmd.train)
-app.command("evaluate")(core_cmd.evaluate)
-app.command("crossval")(core_cmd.crossval)
-app.command("noise-test")(core_cmd.noise_test)
-app.command("fuzz")(fuzz_cmd.fuzz)
-app.command("plan")(plan_cmd.plan)
+app.add_typer(_cluster_cmd.cluster_app, name="cluster")
+app.add_typer(_data_cmd.data_app, name="data")
+app.add_typer(_db_cmd.db_app, name="db")
+app.add_typer(_bench_cmd.bench_app, name="bench")
+app.add_typer(_stream_cmd.stream_app, name="stream")
+app.add_typer(_release_cmd.release_app, name="release")
+app.add_typer(_registry_cmd.registry_app, name="registry")
+app.add_typer(_api_cmd.api_app, name="api")
+app.add_typer(_api_cmd.keys_app, name="api-keys")
+app.add_typer(_edge_cmd.edge_app, name="edge")
+app.add_typer(_devices_cmd.devices_app, name="devices")
+app.add_typer(_audit_cmd.audit_app, name="audit")
+app.command("tune")(_registry_cmd.tune)
+app.command("replay")(_stream_cmd.replay)
+app.command("demo")(_demo_cmd.demo)
+app.command("train")(_core_cmd.train)
+app.command("evaluate")(_core_cmd.evaluate)
+app.command("crossval")(_core_cmd.crossval)
+app.command("noise-test")(_core_cmd.noise_test)
+app.command("fuzz")(_fuzz_cmd.fuzz)
+app.command("plan")(_plan_cmd.plan)
 
 
 # options that take several values after one flag: `--records 101 106 108`

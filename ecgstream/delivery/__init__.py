@@ -4,5 +4,4 @@ service client: the runtime wraps it, unit tests drive it with fakes and crash i
 __all__ = [  # the public modules; others are private by their leading underscore
     "engine",
     "ports",
-    "retry",
 ]

@@ -26,6 +26,7 @@ from typing import TypeVar
 import numpy as np
 
 from ecgstream.aami import MODEL_CLASSES
+from ecgstream.delivery._retry import DeliveryHaltedError, RetryPolicy, retrying
 from ecgstream.delivery.ports import (
     BatchOutput,
     Classified,
@@ -37,7 +38,6 @@ from ecgstream.delivery.ports import (
     Processor,
     Sink,
 )
-from ecgstream.delivery.retry import DeliveryHaltedError, RetryPolicy, retrying
 
 __all__ = ["DeliveryEngine", "DeliveryHaltedError", "RetryPolicy"]
 T = TypeVar("T")

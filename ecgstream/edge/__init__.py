@@ -7,6 +7,5 @@ __all__ = [  # the public modules; others are private by their leading underscor
     "export",
     "outbox",
     "runner",
-    "sources",
     "wfdb_reader",
 ]

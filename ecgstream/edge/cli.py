@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ecgstream.edge._sources import open_source
 from ecgstream.edge.bundle import load_edge_model
 from ecgstream.edge.outbox import Outbox
 from ecgstream.edge.runner import NEXT_SAMPLE, EdgeRunner
-from ecgstream.edge.sources import open_source
 from ecgstream.errors import ConfigurationError
 
 log = logging.getLogger("ecgstream.edge")

@@ -5,5 +5,4 @@ __all__ = [  # the public modules; others are private by their leading underscor
     "reference",
     "scoring",
     "ticks",
-    "ventricular",
 ]

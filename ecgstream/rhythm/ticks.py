@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ecgstream.rhythm.ventricular import VfConfig, VfEvidence, vf_evidence
+from ecgstream.rhythm._ventricular import VfConfig, VfEvidence, vf_evidence
 
 TICK_S = 0.25  # the grid: a pause or asystole is seen at most this late
 VF_EVERY_TICKS = 4  # VF measures once a second

@@ -16,12 +16,12 @@ import torch
 
 from actors.pipeline import coordinator_handle
 from ecgstream.artifact import load_artifact
+from ecgstream.benchmarks._reference import ExpectedOutputs
+from ecgstream.benchmarks._reference import offline_reference as shared_reference
 from ecgstream.io.device_simulator import REPLAY_SESSION, replay
 from ecgstream.io.kafka import make_consumer
 from ecgstream.model import BeatClassifier
 from ecgstream.settings import Settings
-from ecgstream.tools.reference import ExpectedOutputs
-from ecgstream.tools.reference import offline_reference as shared_reference
 
 RECORDS = ["119", "208", "101"]
 

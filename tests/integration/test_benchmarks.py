@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from actors.pipeline import coordinator_handle
+from ecgstream.benchmarks.pipeline import RealtimeSearch, Workload, bench_pipeline
+from ecgstream.benchmarks.soak import bench_soak
 from ecgstream.settings import Settings
-from ecgstream.tools.bench_pipeline import RealtimeSearch, Workload, bench_pipeline
-from ecgstream.tools.bench_soak import bench_soak
 
 ISSUE_KEYS = {
     "bare_model_beats_per_s",
@@ -77,7 +77,7 @@ async def test_bench_soak_samples_every_actor(pipeline: Settings, tmp_path: Path
 
 
 def test_bench_api_measures_the_api_and_the_baseline(pipeline: Settings, mitdb_dir: Path) -> None:
-    from ecgstream.tools.bench_api import bench_api
+    from ecgstream.benchmarks.api import bench_api
 
     result = bench_api(pipeline, mitdb_dir, seconds=4, concurrency=2)
     for key in ("api", "baseline"):

@@ -20,12 +20,12 @@ import asyncpg
 import numpy as np
 import yaml
 
+from ecgstream.benchmarks.drift import Device, device_chunks
 from ecgstream.io.device_keys import device_signer
 from ecgstream.io.device_simulator import replay
 from ecgstream.io.kafka import make_producer
 from ecgstream.records import load_record
 from ecgstream.settings import Settings
-from ecgstream.tools.bench_drift import Device, device_chunks
 from tests.integration.pipeline_support import RECORDS, topic_messages, wait_for_beats
 
 ROOT = Path(__file__).resolve().parents[2]

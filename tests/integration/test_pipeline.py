@@ -273,7 +273,7 @@ async def test_edge_results_reach_postgresql_once_across_an_ingest_crash(
     import json
     import sys
 
-    from actors.edge_ingest import edge_ingest_handle
+    from actors._edge_ingest import edge_ingest_handle
     from ecgstream.edge.export import export_bundle
     from ecgstream.edge.outbox import Outbox
 

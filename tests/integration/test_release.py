@@ -35,6 +35,7 @@ from tests.integration.pipeline_support import (
     topic_messages,
     wait_for_beats,
 )
+from tuning._selection import EXPECTED_FILE, expected_predictions
 from tuning.promotion import (
     promote,
     rollback,
@@ -44,7 +45,6 @@ from tuning.promotion import (
     with_registry,
 )
 from tuning.release import new_run_id, staging_step
-from tuning.selection import EXPECTED_FILE, expected_predictions
 
 SHIPPED_VERSION = load_artifact().version
 

@@ -24,7 +24,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from cluster.tls import CertificateAuthority
+from cluster._tls import CertificateAuthority
 from ecgstream.io.device_simulator import REPLAY_SESSION, replay
 from ecgstream.io.kafka import make_consumer, make_producer
 from ecgstream.settings import (
@@ -474,12 +474,12 @@ async def test_privacy_audit_of_the_demo_workload_finds_no_identifier_or_samples
 
     from rich.console import Console
 
+    import ecgstream.audit as audit
     from actors.pipeline import stream_status
     from cluster.prometheus_server import SCRAPE_INTERVAL_S
     from cluster.state import StatePaths
+    from ecgstream.demo.live import DEMO_RECORDS, run_live_demo
     from ecgstream.records import load_record
-    from ecgstream.tools import privacy_audit as audit
-    from ecgstream.tools.live_demo import DEMO_RECORDS, run_live_demo
 
     settings = secure_pipeline
     duration_s, patients = 60.0, 3

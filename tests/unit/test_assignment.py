@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from actors.assignment import balance
+from actors._assignment import balance
 
 
 def test_every_partition_has_exactly_one_owner() -> None:

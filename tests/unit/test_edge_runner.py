@@ -17,7 +17,7 @@ from ecgstream.edge.outbox import Outbox
 from ecgstream.edge.wfdb_reader import open_wfdb
 from ecgstream.records import load_record
 from ecgstream.splits import DS1
-from ecgstream.tools.bench_edge import edge_parity
+from ecgstream.benchmarks.edge import edge_parity
 
 # what an edge device does not have: the runner must not even try to import these
 FORBIDDEN = (

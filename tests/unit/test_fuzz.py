@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ecgstream.errors import RejectReason, WireFormatError
-from ecgstream.tools.fuzz import checks, strategies
-from ecgstream.tools.fuzz.runner import run_fuzz
-from ecgstream.tools.fuzz.targets import Target, default_targets
+from ecgstream.fuzzing import _checks as checks
+from ecgstream.fuzzing import _strategies as strategies
+from ecgstream.fuzzing._targets import Target, default_targets
+from ecgstream.fuzzing.runner import run_fuzz
 
 DEADLINE_MS = 500
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from ecgstream.artifact import load_artifact
+from ecgstream.benchmarks.drift import Device, fault_scenario, run_fleet
 from ecgstream.monitoring.drift import psi
 from ecgstream.monitoring.fleet import FleetMonitor
 from ecgstream.records import load_record
 from ecgstream.splits import DS1
-from ecgstream.tools.bench_drift import Device, fault_scenario, run_fleet
 
 # normal, ectopic-rich and noisy patients; the full DS1 fleet's rate is in `bench drift`
 FLEET = ("101", "112", "119", "208", "220", "230")

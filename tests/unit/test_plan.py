@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from ecgstream.tools.deployment_guide import render_guide
-from ecgstream.tools.evidence import REPO_RESULTS, Evidence
-from ecgstream.tools.plan import Situation, recommend
+from ecgstream.planning.figures import REPO_RESULTS, Evidence
+from ecgstream.planning.guide import render_guide
+from ecgstream.planning.planner import Situation, recommend
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "deployment-guide.md"
@@ -146,7 +146,7 @@ def test_plan_prints_a_sized_recommendation_with_its_evidence() -> None:
 
 
 def test_measure_writes_fresh_evidence_that_the_plan_prefers(tmp_path: Path) -> None:
-    from ecgstream.tools.plan_measure import measure_here
+    from ecgstream.planning.measure import measure_here
 
     written = measure_here(tmp_path, edge_records=("119",))
     assert set(written) == {"bench_bandwidth", "bench_edge"}

@@ -15,9 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ecgstream.cli.app import app
-from ecgstream.io.device_simulator import ReplayDevice, plan_devices, pseudonym
-from ecgstream.tools.privacy_audit import (
+from ecgstream.audit import (
     AuditReport,
     Needles,
     SampleWindows,
@@ -29,6 +27,8 @@ from ecgstream.tools.privacy_audit import (
     scan_texts,
     workload_identifiers,
 )
+from ecgstream.cli.app import app
+from ecgstream.io.device_simulator import ReplayDevice, plan_devices, pseudonym
 
 DEVICE = "dev-0003"
 PATIENT = pseudonym(DEVICE)

@@ -133,7 +133,7 @@ class _RaceLoggingProcess:
 def _ray_head(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outcomes: list[bool], log: str
 ) -> tuple[object, list[int]]:
-    from cluster import ray_head
+    from cluster import _ray_head as ray_head
     from cluster.state import StatePaths
     from ecgstream.errors import StackError
     from ecgstream.settings import Settings
@@ -154,7 +154,7 @@ def _ray_head(
 def test_ray_head_restarts_after_the_raylet_registration_race(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cluster.ray_head import STARTUP_RACE
+    from cluster._ray_head import STARTUP_RACE
 
     head, starts = _ray_head(tmp_path, monkeypatch, [False, True], f"Exception: {STARTUP_RACE}")
     head.wait_ready()  # type: ignore[attr-defined]
@@ -164,7 +164,7 @@ def test_ray_head_restarts_after_the_raylet_registration_race(
 def test_ray_head_gives_up_after_its_attempts_and_on_other_failures(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cluster.ray_head import START_ATTEMPTS, STARTUP_RACE
+    from cluster._ray_head import START_ATTEMPTS, STARTUP_RACE
     from ecgstream.errors import StackError
 
     head, starts = _ray_head(

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ecgstream.tools.process_cpu import CpuMeter, monitor_vs_consumer, snapshot
+from ecgstream.benchmarks._process_cpu import CpuMeter, monitor_vs_consumer, snapshot
 
 BUSY = "import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end: pass\n"
 BUSY += "time.sleep(1)"

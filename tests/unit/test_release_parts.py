@@ -20,8 +20,8 @@ from ecgstream.release.policy import DEFAULT_POLICY, Splits, load_policy
 from ecgstream.release.report import ReleaseReport, StepDecision
 from ecgstream.splits import DS1, PACED
 from ecgstream.training import EpochTrainer, TrainConfig
-from tuning.infravalidation import ExpectedRecord, compare_predictions
-from tuning.search import train_config
+from tuning._infravalidation import ExpectedRecord, compare_predictions
+from tuning._search import train_config
 
 
 def test_the_policy_splits_cover_the_local_records_once() -> None:

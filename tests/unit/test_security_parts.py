@@ -11,12 +11,12 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from cluster._tls import CertificateAuthority
 from cluster.kafka_security import KafkaSecurity
-from cluster.tls import CertificateAuthority
 from ecgstream.errors import ConfigurationError
 from ecgstream.io.kafka import security_options
 from ecgstream.settings import KafkaSettings, Settings
-from serve_app.rate_limit import RateLimiter, retry_after_header
+from serve_app._rate_limit import RateLimiter, retry_after_header
 
 
 def test_the_ca_issues_verifiable_certificates_once(tmp_path: Path) -> None:

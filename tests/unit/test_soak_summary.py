@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ecgstream.tools.bench_soak import summarise
+from ecgstream.benchmarks.soak import summarise
 
 
 def _samples(memory_at: dict[str, object], minutes: float = 10, every_s: float = 10) -> list:

@@ -1,0 +1,3 @@
+"""`make demo` / `ecgstream demo`: the live demo on the local stack and its HTML report."""
+
+__all__ = ["live"]
