@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgstream.alarms import Alarm, AlarmConfig, ClassifiedBeat, RhythmMonitor, replay_alarms
+from ecgstream.alarms import Alarm, AlarmConfig, RhythmMonitor, replay_alarms
 from ecgstream.artifact import ModelArtifact
+from ecgstream.class_join import classified_beats
 from ecgstream.dataset import detect_beats_and_ticks
 from ecgstream.ec57 import RecordScore, score_record
 from ecgstream.monitoring.signal_quality import judge_signal, mark_monitor
@@ -77,7 +78,7 @@ def evaluate_record(
     # the stream judges a device's signal quality per chunk (1 s) before its beats and ticks
     judged, technical = judge_signal(name, record.lead(lead), record.fs, lead)
     mark_monitor(monitor, judged)
-    classified = _classified(det_samples, det_labels, record.fs, second_lead)
+    classified = classified_beats(det_samples, det_labels, second_lead, record.fs)
     alarms = replay_alarms(monitor, classified, ticks)
     alarms = sorted([*technical, *alarms], key=lambda a: a.raised_sample or a.start_sample)
     episodes = reference_episodes(
@@ -109,19 +110,6 @@ def evaluate_record(
         reference_episodes=episodes,
         alarm_score=alarm_score,
     )
-
-
-def _classified(
-    samples: np.ndarray, labels: np.ndarray, fs: float, second_lead: np.ndarray
-) -> list[ClassifiedBeat]:
-    """The beats as the stream's alarm rules see them (times from the record's start)."""
-    beats, previous = [], None
-    rows = zip(samples.tolist(), labels.tolist(), second_lead.tolist(), strict=True)
-    for sample, label, second in rows:
-        rr = None if previous is None else (sample - previous) / fs
-        beats.append(ClassifiedBeat(sample, sample / fs, str(label), rr, second))
-        previous = sample
-    return beats
 
 
 def evaluate_records(

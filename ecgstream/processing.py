@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ecgstream.alarms import Alarm, AlarmConfig, ClassifiedBeat, RhythmMonitor
+from ecgstream.class_join import alarm_events, read_classes, rr_interval
 from ecgstream.errors import RejectReason, WireFormatError
 from ecgstream.identity import DeviceVerifier
 from ecgstream.messages import AlarmEvent, BeatResult
@@ -198,11 +199,7 @@ class StreamProcessor:
                 out.windows.append(judged)
                 out.technical += [PendingAlarm(a, chunk.patient_id) for a in raised]
             for beat in device.stream.push(x):
-                rr_prev = (
-                    (beat.device_sample - device.last_beat) / device.fs
-                    if device.last_beat is not None
-                    else None
-                )
+                rr_prev = rr_interval(device.last_beat, beat.device_sample, device.fs)
                 device.last_beat = beat.device_sample
                 out.beats.append(
                     PendingBeat(
@@ -247,7 +244,7 @@ class StreamProcessor:
         classes joined to beats and the beat rules; what is replayed updates state only."""
         results: list[BeatResult] = []
         alarms = [AlarmEvent(t.alarm, t.patient_id, model_version) for t in technical]
-        labels = np.asarray(classes)[probabilities.argmax(axis=1)] if len(beats) else []
+        labels, rounded = read_classes(probabilities, classes)
         for pending in ticks:
             device = self._session(pending.device_id, pending.session)
             if device is not None:
@@ -259,11 +256,11 @@ class StreamProcessor:
                     model_version,
                     alarms,
                 )
-        for beat, label, proba in zip(beats, labels, probabilities, strict=True):
+        for beat, label, proba in zip(beats, labels, rounded, strict=True):
             device = self._session(beat.device_id, beat.session)
             if device is not None:
                 classified = ClassifiedBeat(
-                    beat.sample, beat.time_s, str(label), beat.rr_prev_s, beat.second_lead_qrs
+                    beat.sample, beat.time_s, label, beat.rr_prev_s, beat.second_lead_qrs
                 )
                 self._rules(
                     device,
@@ -281,8 +278,8 @@ class StreamProcessor:
                     patient_id=beat.patient_id,
                     sample=beat.sample,
                     time_s=beat.time_s,
-                    label=str(label),
-                    probabilities=tuple(round(float(p), 5) for p in proba),
+                    label=label,
+                    probabilities=proba,
                     model_version=model_version,
                     latency_ms=max(0.0, now_ms - beat.published_ms),
                     rr_prev_s=beat.rr_prev_s,
@@ -304,22 +301,11 @@ class StreamProcessor:
         """Run one monitor call; add what it raised, and the AF/VF episodes it ended, to `out`
         (nothing when replayed: the first owner emitted it)."""
         before = device.monitor.inhibited
-        raised = rule()
-        ended = device.monitor.pop_ended()
+        events = alarm_events(device.monitor, rule(), patient_id, model_version, device.time_origin)
         if replay:
             return
         self.inhibited += device.monitor.inhibited - before
-        out += [AlarmEvent(a, patient_id, model_version) for a in raised]
-        out += [
-            AlarmEvent(
-                e.alarm,
-                patient_id,
-                model_version,
-                ended_sample=e.end_sample,
-                ended_time=device.time_origin + e.end_sample / device.fs,
-            )
-            for e in ended
-        ]
+        out += events
 
     def complete_with(
         self,

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ecgstream.alarms import Alarm, ClassifiedBeat, RhythmMonitor, replay_alarms
+from ecgstream.alarms import Alarm, RhythmMonitor, replay_alarms
+from ecgstream.class_join import classified_beats, read_classes
 from ecgstream.monitoring.signal_quality import judge_signal, mark_monitor
 from ecgstream.rhythm.ticks import RhythmTick
 from ecgstream.signal.chunk_stats import WindowStats
@@ -74,30 +75,20 @@ def segment_result(
 ) -> dict[str, Any]:
     """The answer: every beat with its class and probabilities, and the rhythm alarms the
     stream's rules raise over the segment (times in seconds from its start)."""
-    labels = [classes[i] for i in probabilities.argmax(axis=1)] if len(beats) else []
+    labels, rounded = read_classes(probabilities, classes)
     monitor = RhythmMonitor("segment", fs=fs)
     mark_monitor(monitor, list(beats.judged))
-    out_beats, classified = [], []
-    previous: int | None = None
-    rows = zip(
-        beats.samples.tolist(), labels, probabilities, beats.second_lead_qrs.tolist(), strict=True
-    )
-    for sample, label, proba, second in rows:
-        time_s = sample / fs
-        rr_prev = None if previous is None else (sample - previous) / fs
-        previous = sample
-        classified.append(ClassifiedBeat(sample, time_s, label, rr_prev, second))
-        out_beats.append(
-            {
-                "sample": sample,
-                "time_s": round(time_s, 4),
-                "label": label,
-                "probabilities": {
-                    c: round(float(p), 5) for c, p in zip(classes, proba, strict=True)
-                },
-                "signal_fault": monitor.fault_at(sample),
-            }
-        )
+    classified = classified_beats(beats.samples, labels, beats.second_lead_qrs, fs)
+    out_beats = [
+        {
+            "sample": beat.sample,
+            "time_s": round(beat.time_s, 4),
+            "label": beat.label,
+            "probabilities": dict(zip(classes, proba, strict=True)),
+            "signal_fault": monitor.fault_at(beat.sample),
+        }
+        for beat, proba in zip(classified, rounded, strict=True)
+    ]
     raised = replay_alarms(monitor, classified, beats.ticks)
     raised = sorted([*beats.technical, *raised], key=lambda a: a.raised_sample or a.start_sample)
     ends = {start: end for start, end in [*monitor.af_episodes, *monitor.vf_episodes]}

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ecgstream.alarms import AlarmConfig, ClassifiedBeat, RhythmMonitor
+from ecgstream.alarms import Alarm, AlarmConfig, RhythmMonitor
+from ecgstream.class_join import alarm_events, classified_beats, read_classes
 from ecgstream.edge.bundle import EdgeModel
 from ecgstream.edge.outbox import Outbox
 from ecgstream.messages import AlarmEvent, BeatResult, alarm_message, beat_message
@@ -85,12 +86,16 @@ class EdgeRunner:
             )
         )  # fmt: skip
         mark_monitor(self._monitor, [judged])
-        technical = [AlarmEvent(a, self.patient_id, self.model.version) for a in raised]
+        technical = self._events(raised)
         return self._complete(self._stream.push(x), received, technical)
 
     def finish(self) -> tuple[list[BeatResult], list[AlarmEvent]]:
         """End of a finite input: the beats the detector still held back."""
         return self._complete(self._stream.flush(), time.time())
+
+    def _events(self, raised: Sequence[Alarm]) -> list[AlarmEvent]:
+        model = self.model.version
+        return alarm_events(self._monitor, raised, self.patient_id, model, self._origin)
 
     def _complete(
         self, detected: list[DetectedBeat], received: float, technical: Sequence[AlarmEvent] = ()
@@ -98,8 +103,8 @@ class EdgeRunner:
         beats: list[BeatResult] = []
         alarms: list[AlarmEvent] = list(technical)
         for tick in self._stream.pop_ticks():  # silence and VF need no beat; before the beats
-            raised = self._monitor.observe(tick, self._origin + tick.sample / self.fs)
-            alarms += [AlarmEvent(a, self.patient_id, self.model.version) for a in raised]
+            time_s = self._origin + tick.sample / self.fs
+            alarms += self._events(self._monitor.observe(tick, time_s))
         if detected:
             started = time.perf_counter()
             proba = self.model.predict_proba(
@@ -107,39 +112,33 @@ class EdgeRunner:
                 np.stack([b.features.rr for b in detected]),
             )
             self.stats.classify_s += time.perf_counter() - started
-            labels = np.asarray(self.model.classes)[proba.argmax(axis=1)]
+            labels, rounded = read_classes(proba, self.model.classes)
+            classified = classified_beats(
+                [b.device_sample for b in detected],
+                labels,
+                [b.features.second_lead_qrs for b in detected],
+                self.fs,
+                time_origin=self._origin,
+                previous_sample=self._last_beat,
+            )
+            self._last_beat = classified[-1].sample
             now = time.time()
-            for beat, label, p in zip(detected, labels, proba, strict=True):
-                sample = beat.device_sample
-                rr_prev = None if self._last_beat is None else (sample - self._last_beat) / self.fs
-                self._last_beat = sample
-                time_s = self._origin + sample / self.fs
+            for beat, probabilities in zip(classified, rounded, strict=True):
                 beats.append(
                     BeatResult(
                         device_id=self.device_id,
                         patient_id=self.patient_id,
-                        sample=sample,
-                        time_s=time_s,
-                        label=str(label),
-                        probabilities=tuple(round(float(v), 5) for v in p),
+                        sample=beat.sample,
+                        time_s=beat.time_s,
+                        label=beat.label,
+                        probabilities=probabilities,
                         model_version=self.model.version,
                         latency_ms=(now - received) * 1000,
-                        rr_prev_s=rr_prev,
-                        signal_fault=self._monitor.fault_at(sample),
+                        rr_prev_s=beat.rr_prev_s,
+                        signal_fault=self._monitor.fault_at(beat.sample),
                     )
                 )
-                second = beat.features.second_lead_qrs
-                raised = self._monitor.add(
-                    ClassifiedBeat(sample, time_s, str(label), rr_prev, second)
-                )
-                alarms += [AlarmEvent(a, self.patient_id, self.model.version) for a in raised]
-        alarms += [
-            AlarmEvent(
-                e.alarm, self.patient_id, self.model.version, e.end_sample,
-                self._origin + e.end_sample / self.fs,
-            )
-            for e in self._monitor.pop_ended()
-        ]  # fmt: skip
+                alarms += self._events(self._monitor.add(beat))
         for event in alarms:
             # the alarm is raised here, on the device, whether or not a network exists
             alarm = event.alarm
