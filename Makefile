@@ -19,6 +19,7 @@ test-all: setup lint
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 setup: system venv
 

@@ -80,7 +80,7 @@ class EdgeIngestActor:
 
 def start_edge_ingest(settings: Settings) -> Any:
     """The cluster's edge ingest (started if it is not running), ready."""
-    actor = EdgeIngestActor.options(
+    actor = EdgeIngestActor.options(  # type: ignore[attr-defined]
         name=EDGE_INGEST_NAME, namespace=namespace(), lifetime="detached", get_if_exists=True
     ).remote(settings.to_json())
     ray.get(actor.ready.remote(), timeout=120)

@@ -22,8 +22,8 @@ import ray
 from ecgstream.artifact import load_artifact
 from ecgstream.monitoring.fleet import BeatSummary, FleetMonitor, WindowSummary
 from ecgstream.monitoring.metrics import ConsumerReport, MonitorMetrics
-from ecgstream.processing import WindowStats
 from ecgstream.settings import Settings
+from ecgstream.signal.chunk_stats import WindowStats
 
 log = logging.getLogger("ecgstream.monitor")
 

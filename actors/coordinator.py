@@ -218,7 +218,7 @@ class Coordinator:
             name = f"{self._lane.consumer_prefix}{self._next_index}"
             self._next_index += 1
             # SPREAD: on a multi-node cluster losing one node loses only part of the pool
-            actor = ConsumerActor.options(
+            actor = ConsumerActor.options(  # type: ignore[attr-defined]
                 name=name,
                 namespace=namespace(),
                 lifetime="detached",

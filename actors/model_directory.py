@@ -61,6 +61,6 @@ class ModelDirectory:
 
 
 def model_directory() -> ray.actor.ActorHandle:
-    return ModelDirectory.options(
+    return ModelDirectory.options(  # type: ignore[attr-defined]
         name=MODEL_DIRECTORY_NAME, namespace=namespace(), lifetime="detached", get_if_exists=True
     ).remote()

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ray
 
@@ -41,7 +42,7 @@ def connect(settings: Settings) -> None:
         address=settings.ray_address,
         namespace=settings.ray.namespace,
         log_to_driver=False,
-        logging_level="WARNING",
+        logging_level=logging.WARNING,
     )
 
 
@@ -84,7 +85,7 @@ def start_consumer_pool(
 
     asyncio.run(ensure_topics(settings))
     pinned = settings.ray.monitor_resource
-    MonitorActor.options(
+    MonitorActor.options(  # type: ignore[attr-defined]
         name=MONITOR_NAME,
         namespace=namespace(),
         lifetime="detached",
@@ -93,7 +94,7 @@ def start_consumer_pool(
     ).remote(settings.to_json(), model_dir)
     register_monitor_target(settings)
     start_edge_ingest(settings)  # edge results into PostgreSQL while the stream is up
-    coordinator = Coordinator.options(
+    coordinator = Coordinator.options(  # type: ignore[attr-defined]
         name=COORDINATOR_NAME, namespace=namespace(), lifetime="detached", get_if_exists=True
     ).remote(settings.to_json(), consumers, model_dir)
     return ray.get(coordinator.start.remote(), timeout=300)
@@ -200,7 +201,7 @@ def switch_model(
     connect(settings)
     version = load_artifact(None if model_dir is None else Path(model_dir)).version
     directory = ray.get_actor(MODEL_DIRECTORY_NAME, namespace=namespace())
-    previous = ray.get(directory.target.remote(lane), timeout=30)
+    previous = cast("ModelTarget | None", ray.get(directory.target.remote(lane), timeout=30))
     ray.get(directory.set_target.remote(lane, ModelTarget(version, model_dir)), timeout=30)
     deadline = time.monotonic() + timeout
     while True:
@@ -228,7 +229,8 @@ def served_model(settings: Settings, lane: str = "production") -> ModelTarget | 
         directory = ray.get_actor(MODEL_DIRECTORY_NAME, namespace=namespace())
     except ValueError:
         return None
-    return ray.get(directory.target.remote(lane), timeout=30)
+    target = cast("ModelTarget | None", ray.get(directory.target.remote(lane), timeout=30))
+    return target
 
 
 def lane_up(
@@ -242,7 +244,7 @@ def lane_up(
     if lane == "staging":
         lane_down(settings, lane)  # whatever an interrupted run left behind
     load_s = deploy_lane_model(settings, lane, model_dir, replicas)
-    coordinator = Coordinator.options(
+    coordinator = Coordinator.options(  # type: ignore[attr-defined]
         name=lane_named(lane).coordinator_name,
         namespace=namespace(),
         lifetime="detached",
@@ -258,7 +260,8 @@ def lane_status(settings: Settings, lane: str) -> dict[str, Any] | None:
         coordinator = ray.get_actor(lane_named(lane).coordinator_name, namespace=namespace())
     except ValueError:
         return None
-    return ray.get(coordinator.status.remote(), timeout=60)
+    status = cast("dict[str, Any] | None", ray.get(coordinator.status.remote(), timeout=60))
+    return status
 
 
 def lane_down(settings: Settings, lane: str) -> None:

@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,7 +227,7 @@ def chown_tree(path: Path, user: str | None) -> None:
 
 
 def wait_until(
-    check: callable,  # type: ignore[valid-type]
+    check: Callable[[], bool],
     *,
     timeout_s: float,
     process: ManagedProcess | None = None,

@@ -8,7 +8,7 @@ of body) and reject what no ECG device produces.
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -92,7 +92,7 @@ class AlarmOut(BaseModel):
         description="end of an AF or VF episode inside the segment; null if it lasts past the "
         "segment or the kind has no duration"
     )
-    evidence: dict
+    evidence: dict[str, Any]
 
 
 class ClassifyResponse(BaseModel):

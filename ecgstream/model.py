@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -41,15 +42,15 @@ class ModelConfig:
     feature_networks: int = 0
     feature_hidden: int = 32
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> ModelConfig:
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         return cls(**{**data, "channels": tuple(data["channels"])})
 
     @classmethod
-    def cropped(cls, window: int, beat: BeatConfig | None = None, **fields: object) -> ModelConfig:
+    def cropped(cls, window: int, beat: BeatConfig | None = None, **fields: Any) -> ModelConfig:
         """A network that sees `window` samples of the stream's beat window, keeping the R
         peak at the same relative position: the stream's preprocessing stays the same for every
         model, so models with different window lengths can replace each other live."""
@@ -142,7 +143,7 @@ class BeatClassifier(nn.Module):
         nets = self.feature_networks
 
         def stacked(layer: str) -> tuple[torch.Tensor, torch.Tensor]:
-            layers = [net.get_submodule(layer) for net in nets]
+            layers = [cast(nn.Linear, net.get_submodule(layer)) for net in nets]
             weight = torch.stack([m.weight.transpose(0, 1) for m in layers])  # (k, in, out)
             return weight, torch.stack([m.bias for m in layers])[:, None, :]
 

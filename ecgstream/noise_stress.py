@@ -7,7 +7,7 @@ The method of WFDB's `nst` (Moody, Muldrow & Mark 1984), as EC57 uses it:
 - noise scaled so that 10 log10(S / N) is the chosen SNR is added to each lead, in alternating
   2-minute segments from minute 5 (the first 5 minutes stay clean, as in 118e24 ... 118e00).
 
-Checked against PhysioNet's own 118e24/12/06/00 (`tests/unit/test_noise_stress.py`): their
+Checked against PhysioNet's own 118e24/12/06/00 (`tests/unit/ecgstream/test_noise_stress.py`): their
 noise (each record minus 118) measured this way gives back 24.8/12.5/6.6/0.6 dB on V1. MLII
 comes out 4.5 dB lower, because `nst` scaled both leads' noise by one gain. Here each lead gets
 its own: a record made at 6 dB is at 6 dB on both leads.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import wfdb
@@ -146,7 +147,7 @@ def write_noise_stress(
 LETHAL = ("asystole", "vfib", "vtach")
 
 
-def noise_row(results: list, noise: str, snr: float | None) -> dict:
+def noise_row(results: list[Any], noise: str, snr: float | None) -> dict[str, Any]:
     """QRS Se/+P and false alarms of records at one noise level (EC57's per-SNR line)."""
     from ecgstream.ec57 import qrs_metrics
     from ecgstream.rhythm.scoring import alarms_report

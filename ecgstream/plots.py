@@ -85,9 +85,9 @@ def _ecg_grid(ax: Axes, t0: float, t1: float, y0: float, y1: float) -> None:
 def _mismatches(
     fs: float,
     ref_samples: np.ndarray,
-    ref_labels: Sequence[str],
+    ref_labels: Sequence[str] | np.ndarray,
     det_samples: np.ndarray,
-    det_labels: Sequence[str],
+    det_labels: Sequence[str] | np.ndarray,
 ) -> tuple[set[int], set[int]]:
     """Reference and detection indices to highlight: unmatched beats and disagreeing labels."""
     match = match_beats(ref_samples, det_samples, round(MATCH_TOLERANCE_S * fs))
@@ -104,7 +104,7 @@ def _beat_labels(
     ax: Axes,
     fs: float,
     samples: np.ndarray,
-    labels: Sequence[str],
+    labels: Sequence[str] | np.ndarray,
     highlight: set[int],
     window: tuple[int, int],
     y: float,
@@ -141,9 +141,9 @@ def plot_strip(
     start_s: float,
     duration_s: float,
     ref_samples: np.ndarray,
-    ref_labels: Sequence[str],
+    ref_labels: Sequence[str] | np.ndarray,
     det_samples: np.ndarray,
-    det_labels: Sequence[str],
+    det_labels: Sequence[str] | np.ndarray,
     alarms: Sequence[tuple[float, float, str]] = (),
 ) -> Path:
     """An ECG strip with detected labels above the trace and reference labels below, so a

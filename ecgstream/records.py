@@ -15,8 +15,8 @@ import wfdb
 
 from ecgstream.aami import aami_class
 from ecgstream.errors import ConfigurationError
+from ecgstream.signal.units import adc_to_millivolts
 from ecgstream.stream import PREFERRED_LEADS
-from ecgstream.wire import adc_to_millivolts
 
 
 @dataclass(frozen=True, eq=False)

@@ -103,8 +103,9 @@ def segment_result(
             "raised_time_s": round((alarm.raised_sample or alarm.start_sample) / fs, 3),
             # episodes with a duration (AF, VF) end inside the segment or last past it (null)
             "end_time_s": (
-                round(ends[alarm.start_sample] / fs, 3)
-                if alarm.kind in ("afib", "vfib") and ends.get(alarm.start_sample) is not None
+                round(end / fs, 3)
+                if alarm.kind in ("afib", "vfib")
+                and (end := ends.get(alarm.start_sample)) is not None
                 else None
             ),
             "evidence": alarm.evidence,

@@ -7,6 +7,7 @@ evaluate`, training, the REST API and the edge runner all run it, so their beats
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -31,13 +32,13 @@ class PreprocessConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     beat: BeatConfig = field(default_factory=BeatConfig)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> PreprocessConfig:
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
         detector = dict(data["detector"])
         detector["band_hz"] = tuple(detector["band_hz"])
         return cls(

@@ -6,6 +6,7 @@ import copy
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ class TrainConfig:
     threads: int = 2
     model: ModelConfig = field(default_factory=ModelConfig)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -165,7 +166,7 @@ class EpochTrainer:
         ]
         return torch.cat(logits).argmax(dim=1).cpu().numpy() if logits else np.zeros(0, np.int64)
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
             "model": self.model.state_dict(),
@@ -175,7 +176,7 @@ class EpochTrainer:
             "torch_rng": torch.get_rng_state(),  # dropout draws from the global generator
         }
 
-    def load_state(self, state: dict) -> None:
+    def load_state(self, state: dict[str, Any]) -> None:
         self.epoch = state["epoch"]
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -12,9 +12,13 @@ import contextlib
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from actors.naming import namespace
 from ecgstream.artifact import ModelArtifact, load_artifact
+
+if TYPE_CHECKING:
+    from actors.model_directory import ModelTarget
 
 log = logging.getLogger("ecgstream.serve")
 
@@ -26,7 +30,7 @@ class FollowedModel:
         self._lane = lane
         self._replica = replica
         self._device = device
-        self._directory = None  # the model directory's handle, looked up when needed
+        self._directory: Any = None  # the model directory's actor handle, looked up when needed
         # a replica that (re)starts after a promotion loads the promoted model, not its argument
         target = self._ask_directory(None)
         self.artifact: ModelArtifact = self._load(
@@ -47,7 +51,7 @@ class FollowedModel:
         artifact.model.to(self._device)
         return artifact
 
-    def _ask_directory(self, version: str | None) -> object | None:
+    def _ask_directory(self, version: str | None) -> ModelTarget | None:
         import ray
 
         from actors.model_directory import MODEL_DIRECTORY_NAME

@@ -164,7 +164,7 @@ def read_wfdb_upload(header: bytes, signal: bytes) -> tuple[np.ndarray, float, l
     """A WFDB record from its two files, as float32 millivolts (the stream's conversion)."""
     import wfdb
 
-    from ecgstream.wire import adc_to_millivolts
+    from ecgstream.signal.units import adc_to_millivolts
 
     try:
         text = header.decode("ascii")
@@ -351,7 +351,7 @@ def build_api(
     settings_json: str | None = None, model_dir: str | None = None, replicas: int = 1
 ) -> Any:
     """The API application: ingress replicas that each run the production model."""
-    return ApiIngress.options(num_replicas=replicas).bind(model_dir, settings_json, replicas)
+    return ApiIngress.options(num_replicas=replicas).bind(model_dir, settings_json, replicas)  # type: ignore[attr-defined]
 
 
 def app_builder(args: dict[str, str]) -> Any:

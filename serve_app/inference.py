@@ -57,8 +57,8 @@ class BeatClassifierDeployment:
         # the deploying process's settings, else this replica's environment (a RayService pod)
         tuning = ClassifierSettings(**classifier) if classifier else load_settings().classifier
         self._forward_batch = tuning.forward_batch_beats
-        self.classify.set_max_batch_size(tuning.max_batch_requests)
-        self.classify.set_batch_wait_timeout_s(tuning.batch_wait_s)
+        self.classify.set_max_batch_size(tuning.max_batch_requests)  # type: ignore[attr-defined]
+        self.classify.set_batch_wait_timeout_s(tuning.batch_wait_s)  # type: ignore[attr-defined]
         self._device = "cuda" if torch.cuda.is_available() else "cpu"
         self._model = FollowedModel(lane, replica_name(), model_dir, self._device)
         self.batch_sizes: list[int] = []
@@ -109,7 +109,7 @@ def build_app(
     """The inference application of a lane; `model_dir` None means the shipped default model.
     `gpus` > 0 places each replica on a GPU (the model then runs there). `classifier`: the
     batch sizes (default: the replicas' environment)."""
-    return BeatClassifierDeployment.options(
+    return BeatClassifierDeployment.options(  # type: ignore[attr-defined]
         num_replicas=replicas,
         ray_actor_options={"num_cpus": lane_named(lane).actor_cpus, "num_gpus": gpus},
     ).bind(model_dir, 1, lane, classifier.model_dump() if classifier else None)

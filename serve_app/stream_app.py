@@ -54,4 +54,4 @@ class StreamSupervisor:
 
 def app_builder(args: dict[str, str]) -> Any:
     """`import_path: serve_app.stream_app:app_builder`, args `consumers` and `model_dir`."""
-    return StreamSupervisor.bind(int(args.get("consumers") or 2), args.get("model_dir") or None)
+    return StreamSupervisor.bind(int(args.get("consumers") or 2), args.get("model_dir") or None)  # type: ignore[attr-defined]

@@ -233,7 +233,7 @@ def run_search(
         )
     grid = tuner.fit()
     trials = []
-    for result in grid:
+    for result in grid:  # type: ignore[attr-defined]
         if result.metrics is None or METRIC not in (result.metrics or {}):
             continue
         history = result.metrics_dataframe

@@ -101,7 +101,9 @@ def expected_predictions(
         arrays[f"{name}/fs"] = np.array(record.fs)
     buffer = io.BytesIO()
     np.savez_compressed(
-        buffer, meta=np.array(json.dumps({"records": list(records), "minutes": minutes})), **arrays
+        buffer,
+        meta=np.array(json.dumps({"records": list(records), "minutes": minutes})),
+        **arrays,  # type: ignore[arg-type]
     )
     return buffer.getvalue()
 

@@ -132,7 +132,7 @@ class Needles:
     def identifier_spans(self, text: str) -> list[tuple[int, int]]:
         if self._any is not None and not self._any.search(text):
             return []
-        spans = []
+        spans: list[tuple[int, int]] = []
         for pattern in self._compiled:
             spans.extend(m.span() for m in pattern.finditer(text) if m.end() > m.start())
         return spans

@@ -146,9 +146,9 @@ def edge_parity(
         )
     out["sensitivity"] = sensitivity
     out["int8_sensitivity_change_points"] = {
-        c: round(100 * (sensitivity["int8"][c] - sensitivity["fp32"][c]), 2)
-        for c in sensitivity["fp32"]
-        if sensitivity["fp32"][c] is not None and sensitivity["int8"][c] is not None
+        c: round(100 * (int8 - fp32), 2)
+        for c, fp32 in sensitivity["fp32"].items()
+        if fp32 is not None and (int8 := sensitivity["int8"][c]) is not None
     }
     return out
 

@@ -72,10 +72,10 @@ def _placement(coordinator: Any) -> dict[str, Any]:
     from ray.util.state import list_actors
 
     status = ray.get(coordinator.status.remote(), timeout=120)
-    consumers = Counter(c.get("node_id", "?")[:8] for c in status["consumers"])
+    consumers = Counter((c.get("node_id") or "?")[:8] for c in status["consumers"])
     address = ray.get_runtime_context().gcs_address
     replicas = Counter(
-        a.node_id[:8]
+        (a.node_id or "?")[:8]
         for a in list_actors(address=address, filters=[("state", "=", "ALIVE")], limit=1000)
         if a.class_name.startswith("ServeReplica:ecgstream-inference")
     )

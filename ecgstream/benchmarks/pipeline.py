@@ -423,7 +423,8 @@ async def bench_pipeline(
     single_rate = float(np.median([r["beats_per_s"] for r in singles]))
     pipe_rate = float(np.median([r["beats_per_s"] for r in pipes]))
     plain_rate = float(np.median([r["beats_per_s"] for r in plain])) if plain else None
-    realtime_patients, realtime_runs = None, []
+    realtime_patients: int | None = None
+    realtime_runs: list[dict[str, Any]] = []
     on_step("waiting for the consumers to finish the throughput runs' look-back")
     settled_s = await wait_quiet(coordinator_handle())
     if realtime is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -256,7 +256,7 @@ def _recipe(name: str | None) -> Recipe:
 def _train_config(
     chosen: Recipe, epochs: int | None, seed: int, class_weight_power: float | None
 ) -> TrainConfig:
-    changes: dict[str, object] = {"seed": seed}
+    changes: dict[str, Any] = {"seed": seed}
     if epochs is not None:
         changes["epochs"] = epochs
     if class_weight_power is not None:

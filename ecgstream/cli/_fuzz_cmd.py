@@ -80,7 +80,9 @@ def fuzz(
         from ecgstream.settings import load_settings
 
         database_dir = load_settings().state_dir / "fuzz" / "examples"
-    faulthandler.dump_traceback_later(minutes * 60 + HANG_GRACE_S, exit=True, file=sys.__stderr__)
+    faulthandler.dump_traceback_later(
+        minutes * 60 + HANG_GRACE_S, exit=True, file=sys.__stderr__ or sys.stderr
+    )
     try:
         summary = run_fuzz(
             minutes,

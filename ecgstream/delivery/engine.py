@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -65,7 +65,7 @@ class DeliveryEngine:
         self.on_step, self._sleep = on_step, sleep
         self.counts: Counter[str] = Counter()  # batches, beats, alarms, dead_letters, ...
         self.retries: Counter[str] = Counter()  # per step
-        self.stage_s: Counter[str] = Counter()  # wall seconds per step
+        self.stage_s: dict[str, float] = defaultdict(float)  # wall seconds per step
 
     async def run(self, stop: asyncio.Event, depth: int = 2) -> None:
         """Deliver batches until `stop` is set; what was fetched by then is finished and

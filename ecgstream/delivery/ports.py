@@ -14,7 +14,14 @@ from typing import Protocol
 import numpy as np
 
 from ecgstream.messages import AlarmEvent, BeatResult
-from ecgstream.processing import DeadLetter, Ingested, InputMessage
+from ecgstream.processing import (
+    DeadLetter,
+    Ingested,
+    InputMessage,
+    PendingAlarm,
+    PendingBeat,
+    PendingTick,
+)
 
 
 class PermanentError(Exception):
@@ -93,11 +100,11 @@ class Processor(Protocol):
 
     def complete(
         self,
-        beats: Sequence,
+        beats: Sequence[PendingBeat],
         probabilities: np.ndarray,
         classes: Sequence[str],
         model_version: str,
         now_ms: float,
-        ticks: Sequence = (),
-        technical: Sequence = (),
+        ticks: Sequence[PendingTick] = (),
+        technical: Sequence[PendingAlarm] = (),
     ) -> tuple[list[BeatResult], list[AlarmEvent]]: ...

@@ -56,6 +56,8 @@ def export_bundle(model_dir: Path | None, out: Path) -> dict[str, Any]:
             dynamo=True,
             verbose=False,
         )
+        if program is None:  # only the legacy exporter returns nothing; dynamo=True returns one
+            raise RuntimeError("torch.onnx.export returned no program")
         program.save(str(out / "model.onnx"))
     _strip_annotations(out / "model.onnx")
     quantize_dynamic(

@@ -221,7 +221,20 @@ def segment_bodies(draw: st.DrawFn) -> bytes:
 
 # replacement tokens per field of a signal line: file fmt gain adcres adczero initval checksum
 # blocksize description
-_FMT_TOKENS = ("212", "80", "8", "310", "311", "24", "32", "61", "160", "508", "16x2", "16:3")
+_FMT_TOKENS: tuple[str, ...] = (
+    "212",
+    "80",
+    "8",
+    "310",
+    "311",
+    "24",
+    "32",
+    "61",
+    "160",
+    "508",
+    "16x2",
+    "16:3",
+)
 _FMT_TOKENS += ("16+9999", "0", "999", "abc", "", "16+99999999999", "16x99999", "16:-1")
 _LINE_TOKENS = (
     ("other.dat", "f.dat", "rec.hea", "..", "~", "a/b.dat", "", "rec.dat rec.dat"),

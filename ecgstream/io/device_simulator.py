@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import numpy as np
 
 from ecgstream.io.device_keys import device_signer
-from ecgstream.io.kafka import make_producer
+from ecgstream.io.kafka import KafkaRole, make_producer
 from ecgstream.records import EcgRecord, load_record
 from ecgstream.settings import Settings
 from ecgstream.wire import EcgChunk, encode_chunk, encode_fields, make_chunk
@@ -119,7 +120,7 @@ async def replay(
     session = session or REPLAY_SESSION
     signer = device_signer(settings)
     # a bedside device may write only ecg.samples; replays into staging are release tooling's
-    role = "device" if topic in (None, settings.topics.samples) else "admin"
+    role: KafkaRole = "device" if topic in (None, settings.topics.samples) else "admin"
     producer = make_producer(settings, role, linger_ms=20, max_batch_size=256 * 1024)
     try:
         await producer.start()
@@ -170,7 +171,7 @@ async def replay(
 
 def malformed_messages() -> list[tuple[str, bytes]]:
     """One message for each way the wire-format validator refuses input (for demos and tests)."""
-    good = dict(
+    good: dict[str, Any] = dict(
         device_id="dev-bad",
         patient_id="pt-bad",
         seq=0,

@@ -9,6 +9,7 @@ what `rollback` reads, and every release decision is stored with its reasons.
 
 from __future__ import annotations
 
+import builtins  # `list` inside Registry is its method: annotations there name the builtin
 import contextlib
 import hashlib
 import json
@@ -263,7 +264,7 @@ class Registry:
             )
         return previous
 
-    async def production_lineage(self) -> list[str | None]:
+    async def production_lineage(self) -> builtins.list[str | None]:
         """The versions production went through that a rollback can return to, oldest first;
         None is the shipped default model (production before the first promotion). A rollback
         pops the current version, so rolling back twice goes back two promotions."""
@@ -280,7 +281,7 @@ class Registry:
                 lineage.append(row["version"])
         return lineage
 
-    async def alias_history(self, limit: int = 50) -> list[dict[str, Any]]:
+    async def alias_history(self, limit: int = 50) -> builtins.list[dict[str, Any]]:
         rows = await self._conn.fetch(
             "SELECT * FROM model_alias_history ORDER BY id DESC LIMIT $1", limit
         )
@@ -317,7 +318,7 @@ class Registry:
             to_jsonb(metrics or {}),
         )
 
-    async def decisions(self, version: str) -> list[Decision]:
+    async def decisions(self, version: str) -> builtins.list[Decision]:
         rows = await self._conn.fetch(
             "SELECT * FROM release_decisions WHERE version = $1 ORDER BY id", version
         )

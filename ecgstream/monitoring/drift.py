@@ -97,8 +97,8 @@ class FleetDrift:
         self.config = config or DriftConfig()
         self.classes = tuple(reference["class_mix"])
         n = self.config.window_beats
-        self._per_class = {c: deque(maxlen=n) for c in self.classes}
-        self._class_devices = {c: deque(maxlen=n) for c in self.classes}
+        self._per_class: dict[str, deque[Any]] = {c: deque(maxlen=n) for c in self.classes}
+        self._class_devices: dict[str, deque[str]] = {c: deque(maxlen=n) for c in self.classes}
         m = self.config.mix_window_beats
         self._labels: deque[str] = deque(maxlen=m)
         self._confidence: deque[float] = deque(maxlen=m)

@@ -15,6 +15,7 @@ import statistics
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -113,7 +114,7 @@ class DeviceQuality:
 
     def add(self, w: WindowStats) -> list[Alarm]:
         c = self.config
-        checks: dict[str, Callable[[], dict | None]] = {
+        checks: dict[str, Callable[[], dict[str, Any] | None]] = {
             "flat_line": lambda: self._flat(w),
             "clipping": lambda: self._clipping(w),
             "lead_off": lambda: self._lead_off(w),
@@ -142,7 +143,7 @@ class DeviceQuality:
 
     # -- episodes ----------------------------------------------------------------------------
 
-    def _step(self, name: str, w: WindowStats, evidence: dict | None) -> Alarm | None:
+    def _step(self, name: str, w: WindowStats, evidence: dict[str, Any] | None) -> Alarm | None:
         c, episode = self.config, self._episodes[name]
         # a gap or a rate error is proven by a single chunk; the others must persist
         if name in ("signal_gap", "fs_mismatch"):
@@ -183,28 +184,28 @@ class DeviceQuality:
 
     # -- conditions (evidence dict when present, None when not) ------------------------------
 
-    def _flat(self, w: WindowStats) -> dict | None:
+    def _flat(self, w: WindowStats) -> dict[str, Any] | None:
         span = w.max_mv - w.min_mv
         if abs(w.median_mv) > self.config.lead_off_offset_mv:
             return None  # flat at a rail: the electrode is off (lead_off says so)
         return {"range_mv": round(span, 4)} if span < self.config.flat_range_mv else None
 
-    def _clipping(self, w: WindowStats) -> dict | None:
+    def _clipping(self, w: WindowStats) -> dict[str, Any] | None:
         hit = w.at_extremes >= self.config.clipping_fraction
         return {"at_extremes": round(w.at_extremes, 3)} if hit else None
 
-    def _lead_off(self, w: WindowStats) -> dict | None:
+    def _lead_off(self, w: WindowStats) -> dict[str, Any] | None:
         c = self.config
         hit = abs(w.median_mv) > c.lead_off_offset_mv and w.amplitude_mv < c.lead_off_amplitude_mv
         return {"baseline_mv": round(w.median_mv, 3)} if hit else None
 
-    def _noise(self, w: WindowStats) -> dict | None:
+    def _noise(self, w: WindowStats) -> dict[str, Any] | None:
         c = self.config
         usual = self._usual("noise_mv")
         limit = max(c.noise_mv, c.noise_vs_own * usual) if usual is not None else c.noise_mv
         return {"noise_mv": round(w.noise_mv, 4)} if w.noise_mv > limit else None
 
-    def _wander(self, w: WindowStats) -> dict | None:
+    def _wander(self, w: WindowStats) -> dict[str, Any] | None:
         c = self.config
         recent = [h.median_mv for h in self._newest(c.wander_chunks - 1)]
         if len(recent) < c.wander_chunks - 1:
@@ -218,7 +219,7 @@ class DeviceQuality:
         limit = max(c.wander_mv, c.wander_vs_own * usual)
         return {"baseline_sd_mv": round(spread, 3)} if spread > limit else None
 
-    def _gain(self, w: WindowStats) -> dict | None:
+    def _gain(self, w: WindowStats) -> dict[str, Any] | None:
         c = self.config
         usual = self._usual("amplitude_mv")
         recent = self._recent(lambda h: h.amplitude_mv, w)
@@ -229,7 +230,7 @@ class DeviceQuality:
             return {"amplitude_ratio": round(ratio, 3)}
         return None
 
-    def _polarity(self, w: WindowStats) -> dict | None:
+    def _polarity(self, w: WindowStats) -> dict[str, Any] | None:
         c = self.config
         usual = self._usual("polarity")
         recent = self._recent(lambda h: h.polarity, w)
@@ -240,7 +241,7 @@ class DeviceQuality:
             return {"polarity_before": round(usual, 3), "polarity_now": round(recent, 3)}
         return None
 
-    def _fs(self, w: WindowStats) -> dict | None:
+    def _fs(self, w: WindowStats) -> dict[str, Any] | None:
         previous = self._previous
         if previous is None or w.first_sample != previous.first_sample + previous.n_samples:
             return None
@@ -253,7 +254,7 @@ class DeviceQuality:
             return {"clock_vs_declared": round(ratio, 3), "declared_fs": previous.fs}
         return None
 
-    def _gap(self, w: WindowStats) -> dict | None:
+    def _gap(self, w: WindowStats) -> dict[str, Any] | None:
         previous = self._previous
         if previous is None:
             return None
@@ -262,7 +263,7 @@ class DeviceQuality:
             return {"missing_s": round(missing / w.fs, 2)}
         return None
 
-    def _late(self, w: WindowStats) -> dict | None:
+    def _late(self, w: WindowStats) -> dict[str, Any] | None:
         end_ms = (w.start_time + w.n_samples / w.fs) * 1000
         delay_s = (w.published_ms - end_ms) / 1000
         return {"delay_s": round(delay_s, 1)} if delay_s > self.config.late_s else None

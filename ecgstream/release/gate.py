@@ -95,13 +95,13 @@ def holdout_gate(
         reasons.append(f"{'ok' if ok else 'FAIL'}: {text}")
 
     if production is None:
-        rule = policy.first_model
+        floors = policy.first_model
         check(
-            mine["macro_f1"] >= rule.macro_f1,
-            f"macro-F1 {mine['macro_f1']:.3f}, required >= {rule.macro_f1:.3f} "
+            mine["macro_f1"] >= floors.macro_f1,
+            f"macro-F1 {mine['macro_f1']:.3f}, required >= {floors.macro_f1:.3f} "
             "(no production model)",
         )
-        for name, limits in (("se", rule.sensitivity), ("ppv", rule.positive_predictivity)):
+        for name, limits in (("se", floors.sensitivity), ("ppv", floors.positive_predictivity)):
             for c, limit in limits.items():
                 value = mine["classes"][c][name]
                 check(

@@ -48,7 +48,7 @@ def _load_sosfilt_kernel() -> Callable[..., Any] | None:
 _sosfilt_kernel = _load_sosfilt_kernel()
 
 
-def use_designs(designs: dict[str, list]) -> None:
+def use_designs(designs: dict[str, list[Any]]) -> None:
     """Filter coefficients computed elsewhere (an edge bundle's), by `design_key`."""
     _DESIGNS.update({key: np.asarray(value, dtype=np.float64) for key, value in designs.items()})
 
