@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kustomize for the offline validation of k8s/ (tests/unit/test_k8s.py), built once from the Go
+# kustomize for the offline validation of k8s/ (tests/unit/k8s/test_k8s.py), built once from the Go
 # module proxy into ~/.cache/ecgstream/bin. A machine without Go >= 1.22 gets a Go toolchain from
 # the same proxy (golang.org/toolchain), so nothing but the proxy is needed.
 set -euo pipefail

@@ -3,7 +3,7 @@ the Grafana dashboards byte for byte, and the alert rules as a PrometheusRule.
 
     .venv/bin/python scripts/sync-k8s-monitoring.py
 
-tests/unit/test_k8s.py fails when the two drift apart.
+tests/unit/k8s/test_k8s.py fails when the two drift apart.
 """
 
 from __future__ import annotations

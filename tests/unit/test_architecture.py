@@ -268,3 +268,33 @@ def test_every_package_declares_its_public_surface() -> None:
         if unlisted := sorted(modules - set(declared)) if not defined else []:
             problems.append(f"{where}: public modules not in __all__: {unlisted}")
     assert problems == []
+
+
+def test_the_type_checker_is_strict_on_exactly_the_domain_core() -> None:
+    """`make lint` runs mypy with [tool.mypy]: strict flags on `ecgstream.*`, relaxed on its
+    subpackages above the domain core; a new such subpackage must be named in both places."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert set(config["files"]) == set(PROJECT_PACKAGES)
+    strict, relaxed = config["overrides"]
+    assert strict["module"] == ["ecgstream.*"] and strict["disallow_untyped_defs"] is True
+    assert strict["disallow_any_generics"] is True and strict["no_implicit_reexport"] is True
+    assert set(relaxed["module"]) == {f"ecgstream.{sub}.*" for sub in IO_SUBPACKAGES}
+    assert relaxed["disallow_untyped_defs"] is False
+    assert "mypy" in (ROOT / "Makefile").read_text().split("lint:")[1].split("\n\n")[0]
+
+
+def test_unit_tests_mirror_the_packages() -> None:
+    """tests/unit/<package path>/test_*.py: a module's tests sit under its package's path (the
+    manifests' under k8s/); only the whole-project checks here stay at the top."""
+    unit = ROOT / "tests" / "unit"
+    misplaced = []
+    for path in unit.rglob("test_*.py"):
+        folder = path.parent.relative_to(unit)
+        if folder == Path():
+            if path.name != Path(__file__).name:
+                misplaced.append(str(path.relative_to(unit)))
+        elif not (ROOT / folder).is_dir():
+            misplaced.append(str(path.relative_to(unit)))
+    assert misplaced == []

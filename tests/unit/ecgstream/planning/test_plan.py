@@ -16,8 +16,9 @@ import pytest
 from ecgstream.planning.figures import REPO_RESULTS, Evidence
 from ecgstream.planning.guide import render_guide
 from ecgstream.planning.planner import Situation, recommend
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO_ROOT
 GUIDE = ROOT / "docs" / "deployment-guide.md"
 
 

@@ -14,6 +14,7 @@ from ecgstream.ec57 import RecordScore
 from ecgstream.evaluation import evaluate_records
 from ecgstream.release.gate import holdout_gate
 from ecgstream.release.policy import DEFAULT_POLICY, load_policy
+from tests.paths import REPO_ROOT
 
 HOLDOUT = ("106", "119", "201", "203", "208", "209", "220", "223")
 
@@ -96,7 +97,7 @@ def test_release_gate_command_refuses_a_candidate_no_better_than_production(
         [ecgstream, "release", "gate", "--candidate", "models/default", "--production",
          "models/default", "--records", "119", "208", "--json", str(out)],
         capture_output=True, text=True, timeout=600, check=False,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=REPO_ROOT,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
     decision = json.loads(out.read_text())

@@ -179,7 +179,7 @@ def test_the_edge_the_rest_api_and_the_stream_raise_the_same_alarms(
     from ecgstream.edge.bundle import load_edge_model
     from ecgstream.edge.runner import EdgeRunner
     from ecgstream.segment import classify_segment
-    from tests.unit.test_rhythm import _stream_alarms
+    from tests.unit.ecgstream.rhythm.test_rhythm import _stream_alarms
 
     record = load_record(mitdb_dir, "207").head(360 * 300)
     artifact = load_artifact()

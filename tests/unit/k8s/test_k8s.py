@@ -18,8 +18,9 @@ import pytest
 import yaml
 
 from ecgstream.settings import TopicSettings
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO_ROOT
 OVERLAYS = ("dev", "prod")
 KUBERNETES_VERSION = "1.32.0"
 KUBERAY_SCHEMAS = ROOT / "k8s" / "schemas" / "kuberay"  # vendored, see its README
