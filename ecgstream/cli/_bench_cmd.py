@@ -65,11 +65,13 @@ def pipeline(
     and `ecgstream stream up`; about 15 minutes with the real-time search)."""
     import asyncio
 
-    from actors.pipeline import connect
+    from actors.pipeline import stream_status
     from ecgstream.benchmarks.pipeline import RealtimeSearch, Workload, bench_pipeline
+    from ecgstream.errors import ConfigurationError
 
     settings = load_settings()
-    connect(settings)
+    if stream_status(settings) is None:  # before minutes of baselines, not after
+        raise ConfigurationError("the pipeline is not running: start it with `ecgstream stream up`")
     result = asyncio.run(
         bench_pipeline(
             settings,
