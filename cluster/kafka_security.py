@@ -9,7 +9,9 @@ Principals and what the ACLs let each do (everything else is denied):
 - `pipeline`: read ecg.samples (and staging), write the output topics, use `ecgstream-` groups,
   and commit in transactions as `ecgstream-consumer-` ids (one per consumer actor);
 - `device`: write ecg.samples, nothing else;
-- `subscriber` (nursing stations): read ecg.beats and ecg.alerts, use `station-` groups;
+- `subscriber` (nursing stations): read ecg.samples, ecg.beats and ecg.alerts, use `station-`
+  groups (the central station's strips, tiles and HL7 forwarding);
+- `pager`: write the escalations of unanswered alarms (ecg.alarms.escalated), nothing else;
 - `edge`: an edge runner forwarding its results: write and read back beats and alerts in its own
   transactions;
 - `admin`: a super user for the stack's own tooling (topics, ACLs, benchmarks, tests).
@@ -31,7 +33,7 @@ from cluster._tls import CertificateAuthority
 from ecgstream.errors import StackError
 from ecgstream.settings import Settings, read_secret_file, write_private_bytes, write_secret_file
 
-USERS = ("admin", "pipeline", "device", "subscriber", "edge")
+USERS = ("admin", "pipeline", "device", "subscriber", "pager", "edge")
 MTLS_CLIENTS = ("pipeline", "device")  # principals that also get a client certificate
 MECHANISM = "SCRAM-SHA-512"
 _CN_RULE = r"RULE:^CN=([a-zA-Z0-9._-]+)$/$1/,DEFAULT"
@@ -157,8 +159,9 @@ class KafkaSecurity:
             # a consumer actor's transactional id is its name (ecgstream/io/kafka_transactions)
             Grant("pipeline", write, "transactional-id", ("ecgstream-consumer-",), prefixed=True),
             Grant("device", write, "topic", (topics.samples,)),
-            Grant("subscriber", read, "topic", (topics.beats, topics.alerts)),
+            Grant("subscriber", read, "topic", (topics.samples, topics.beats, topics.alerts)),
             Grant("subscriber", read, "group", ("station-",), prefixed=True),
+            Grant("pager", write, "topic", (topics.escalations,)),
             Grant("edge", ("Read", "Write", "Describe"), "topic", outputs[:2]),
             Grant("edge", write, "transactional-id", ("ecgstream-edge-",), prefixed=True),
         ]

@@ -40,6 +40,7 @@ class TopicSettings(_Frozen):
     beats_shadow: str = "ecg.beats.shadow"  # a shadow candidate's results (never alarms)
     samples_staging: str = "ecg.samples.staging"  # infravalidation replays
     beats_staging: str = "ecg.beats.staging"
+    escalations: str = "ecg.alarms.escalated"  # unanswered high-priority alarms, for paging
     partitions: int = Field(8, ge=1, description="partitions per topic (the unit of load)")
     replication_factor: int = Field(1, ge=1, description="1 on the local single-node broker")
 
@@ -52,6 +53,7 @@ class TopicSettings(_Frozen):
             self.beats_shadow,
             self.samples_staging,
             self.beats_staging,
+            self.escalations,
         )
 
 
@@ -194,6 +196,51 @@ class ClassifierSettings(_Frozen):
     )
 
 
+class StationSettings(_Frozen):
+    """The central station (`ecgstream station ...`): the nurses' live page and alarm handling."""
+
+    host: str = Field("127.0.0.1", description="interface of the station's web server")
+    port: Port = Field(28600, description="its port (HTTPS on a secure stack)")
+    ward: str = Field("WARD", description="the ward's name: page title, HL7 point of care")
+    escalate_after_s: float = Field(
+        30.0, gt=0, description="an unacknowledged high-priority alarm escalates after this"
+    )
+    escalate_priorities: tuple[str, ...] = Field(
+        ("high",), description="priorities that escalate (JSON list)"
+    )
+    max_silence_s: float = Field(120.0, gt=0, description="the longest silence a nurse may set")
+    clear_after_s: float = Field(
+        60.0, gt=0, description="non-latching alarms (low, technical) clear after this"
+    )
+    push_interval_s: float = Field(
+        0.2, gt=0, le=2, description="how often the page gets new samples and states"
+    )
+    session_idle_s: float = Field(
+        8 * 3600.0, gt=0, description="a login session ends after this long without a request"
+    )
+    login_link_valid_s: float = Field(900.0, gt=0, description="a one-time login link's life")
+    alarm_lookback_s: float = Field(
+        6 * 3600.0, ge=0, description="alarms (and their actions) a starting station reloads"
+    )
+    pager_username: str | None = Field(
+        None,
+        description="the SCRAM principal that writes the escalations (SASL_SSL deployments; "
+        "the station reads as ECGSTREAM_KAFKA__USERNAME); unset = the same one",
+    )
+    pager_password: SecretStr | None = Field(None, description="its password")
+    hl7_receiver: str | None = Field(
+        None, description="host:port of the MLLP receiver for IHE PCD-04 alarms; unset = none"
+    )
+    hl7_ack_timeout_s: float = Field(10.0, gt=0)
+    hl7_tls: bool = Field(False, description="MLLP over TLS (the stack's CA, or ca_file)")
+    hl7_receiving_application: str = "ACM"
+    hl7_receiving_facility: str = "HOSPITAL"
+    tls_cert_file: Path | None = Field(
+        None, description="HTTPS certificate; unset = the secure local stack's, else HTTP"
+    )
+    tls_key_file: Path | None = Field(None, description="its private key (a 0600 file)")
+
+
 class LocalStackSettings(_Frozen):
     """Ports and sizes of the services `ecgstream cluster up` runs on this machine.
 
@@ -243,6 +290,7 @@ class Settings(BaseSettings):
     identity: IdentitySettings = IdentitySettings()
     pipeline: PipelineSettings = PipelineSettings()
     classifier: ClassifierSettings = ClassifierSettings()
+    station: StationSettings = StationSettings()
     local: LocalStackSettings = LocalStackSettings()
 
     @field_validator("state_dir")
@@ -362,6 +410,7 @@ _SECRETS: dict[str, set[str]] = {
     "postgres": {"dsn", "sink_dsn"},
     "kafka": {"password"},
     "identity": {"fleet_secret"},
+    "station": {"pager_password"},
 }
 
 

@@ -42,7 +42,9 @@ def up(
 @reports_errors
 def rotate_secrets(
     kafka_user: list[str] = typer.Option(
-        [], "--kafka-user", help="a Kafka principal: admin, pipeline, device, subscriber, edge"
+        [],
+        "--kafka-user",
+        help="a Kafka principal: admin, pipeline, device, subscriber, pager, edge",
     ),
     postgres_role: list[str] = typer.Option(
         [], "--postgres-role", help="a PostgreSQL role: ecgstream (owner), ecgstream_sink"

@@ -13,7 +13,9 @@ __all__ = [  # the public modules; others are private by their leading underscor
     "edge_ingest",
     "kafka",
     "kafka_transactions",
+    "mllp",
     "partition_fetcher",
     "registry",
     "sinks",
+    "station_store",
 ]

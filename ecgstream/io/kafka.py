@@ -15,7 +15,7 @@ from ecgstream.settings import Settings, check_private_file, read_secret_file
 # The principals of the secure local stack and what its ACLs let each do (cluster/kafka_acls.py).
 # On a configured deployment each process runs with the credentials its environment holds, and
 # the role only matters on the local stack.
-KafkaRole = Literal["pipeline", "device", "subscriber", "edge", "admin"]
+KafkaRole = Literal["pipeline", "device", "subscriber", "pager", "edge", "admin"]
 
 
 def security_options(settings: Settings, role: KafkaRole = "pipeline") -> dict[str, object]:
@@ -43,15 +43,19 @@ def security_options(settings: Settings, role: KafkaRole = "pipeline") -> dict[s
         ),
     }
     if kafka.security_protocol == "SASL_SSL":
-        password = settings.kafka_password()
-        if kafka.username is None or password is None:
+        username, password = kafka.username, settings.kafka_password()
+        station = settings.station
+        if role == "pager" and station.pager_username is not None:  # the station's second principal
+            username = station.pager_username
+            password = station.pager_password.get_secret_value() if station.pager_password else None
+        if username is None or password is None:
             raise ConfigurationError(
                 "Kafka SASL_SSL needs ECGSTREAM_KAFKA__USERNAME and ECGSTREAM_KAFKA__PASSWORD "
                 "(or ECGSTREAM_KAFKA__PASSWORD_FILE)"
             )
         options.update(
             sasl_mechanism=kafka.sasl_mechanism,
-            sasl_plain_username=kafka.username,
+            sasl_plain_username=username,
             sasl_plain_password=password,
         )
     return options

@@ -15,7 +15,7 @@ from cluster._tls import CertificateAuthority
 from cluster.kafka_security import KafkaSecurity
 from ecgstream.errors import ConfigurationError
 from ecgstream.io.kafka import security_options
-from ecgstream.settings import KafkaSettings, Settings
+from ecgstream.settings import KafkaSettings, Settings, StationSettings
 from serve_app._rate_limit import RateLimiter, retry_after_header
 
 
@@ -90,6 +90,16 @@ def test_configured_security_is_complete_or_refused(tmp_path: Path) -> None:
     assert mtls["security_protocol"] == "SSL" and "sasl_mechanism" not in mtls
     scram = options(security_protocol="SASL_SSL", username="p", password="pw", ca_file=ca.cert)
     assert scram["sasl_plain_password"] == "pw"
+    # the central station writes its escalations as a second principal, reads as the first
+    station = Settings(
+        kafka=KafkaSettings(security_protocol="SASL_SSL", username="subscriber", password="r"),  # type: ignore[arg-type]
+        station=StationSettings(pager_username="pager", pager_password="w"),  # type: ignore[arg-type]
+    )
+    pager = security_options(station, "pager")
+    assert (pager["sasl_plain_username"], pager["sasl_plain_password"]) == ("pager", "w")
+    reader = security_options(station, "subscriber")
+    assert (reader["sasl_plain_username"], reader["sasl_plain_password"]) == ("subscriber", "r")
+    assert "pager_password" not in station.to_json()  # a secret: never handed on
 
 
 def test_the_broker_acls_grant_each_principal_only_its_topics(tmp_path: Path) -> None:
@@ -103,8 +113,13 @@ def test_the_broker_acls_grant_each_principal_only_its_topics(tmp_path: Path) ->
         "--add --allow-principal User:device --operation Write --operation Describe "
         "--topic ecg.samples"
     ]
-    assert not any("ecg.samples" in g for g in allowed("subscriber"))
+    # the central station's principal reads the signal for its strips, and writes nothing
+    assert any("--topic ecg.samples " in g + " " for g in allowed("subscriber"))
     assert not any("Write" in g for g in allowed("subscriber"))
+    assert allowed("pager") == [
+        "--add --allow-principal User:pager --operation Write --operation Describe "
+        "--topic ecg.alarms.escalated"
+    ]
     assert not any("--topic ecg.samples " in g + " " and "Write" in g for g in allowed("pipeline"))
     assert allowed("admin") == []  # a super user, not a list of grants
 

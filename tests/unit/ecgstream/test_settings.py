@@ -22,6 +22,7 @@ def test_defaults_point_at_the_local_stack(tmp_path: Path) -> None:
         "ecg.beats.shadow",
         "ecg.samples.staging",
         "ecg.beats.staging",
+        "ecg.alarms.escalated",
     )
 
 
