@@ -3,17 +3,17 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-all lint setup system venv down clean
+.PHONY: demo test test-all lint setup system browser venv assets down clean
 
 demo: setup
 	$(VENV)/bin/ecgstream demo
 
 # every test but the long repetitions marked `slow`; every integration path is covered once
-test: setup lint
+test: setup browser lint
 	$(PY) -m pytest -m "not slow"
 
 # everything, the slow repetitions too (whole-DS1 parity, long soak and chaos runs)
-test-all: setup lint
+test-all: setup browser lint
 	$(PY) -m pytest
 
 lint: setup
@@ -21,10 +21,17 @@ lint: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-setup: system venv
+setup: system venv assets
 
 system:
 	@scripts/ensure-system.sh
+
+# the real browser (Debian's chromium) that the central station's tests drive
+browser:
+	@scripts/ensure-system.sh browser
+
+assets:
+	@scripts/ensure-station-assets.sh
 
 venv:
 	@scripts/ensure-venv.sh

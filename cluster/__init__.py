@@ -9,4 +9,5 @@ __all__ = [  # the public modules; others are private by their leading underscor
     "rotation",
     "stack",
     "state",
+    "station_server",
 ]

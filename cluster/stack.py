@@ -16,6 +16,7 @@ from cluster._ray_head import RayHead
 from cluster.kafka_broker import KafkaBroker
 from cluster.prometheus_server import PrometheusServer
 from cluster.state import ComponentStatus, StatePaths
+from cluster.station_server import StationServer
 from ecgstream.errors import StackError
 from ecgstream.settings import Settings, write_secret_file
 
@@ -77,6 +78,8 @@ class LocalStack:
             on_event(component.name, "ready")
 
     def down(self, on_event: Callable[[str, str], None] = lambda name, event: None) -> None:
+        if StationServer(self.settings).stop():  # it reads Kafka and PostgreSQL: stop it first
+            on_event("station", "stopped")
         for component in reversed(self.managed()):
             stopped = component.stop()
             on_event(component.name, "stopped" if stopped else "was not running")

@@ -47,13 +47,23 @@ def create(
     requests_per_minute: int | None = typer.Option(
         None, min=1, help="this key's budget; default ECGSTREAM_API__REQUESTS_PER_MINUTE"
     ),
+    scope: list[str] = typer.Option(
+        ["classify"],
+        "--scope",
+        help="what the key may do (repeatable): classify (the REST API), station (the central "
+        "station: view and act), station-view (view only)",
+    ),
 ) -> None:
     """Create a key. It is printed once and stored only as a hash: keep it."""
+    from ecgstream.errors import ConfigurationError
     from ecgstream.io.api_keys import create_key
 
+    unknown = sorted(set(scope) - {"classify", "station", "station-view"})
+    if unknown:
+        raise ConfigurationError(f"unknown scope(s) {', '.join(unknown)}")
     key_id, key = with_connection(
         load_settings(),
-        lambda conn: create_key(conn, name, requests_per_minute=requests_per_minute),
+        lambda conn: create_key(conn, name, tuple(scope), requests_per_minute=requests_per_minute),
     )
     console.print(f"key id {key_id} for {name!r}:")
     print(key)  # plain stdout, so scripts can capture it

@@ -22,9 +22,12 @@ def demo(
     """Stack up, pipeline up, stream real MIT-BIH patients live, then a summary and a report."""
     from actors.pipeline import stream_status, stream_up
     from cluster.stack import LocalStack
+    from cluster.station_server import StationServer
     from ecgstream.cli._cluster_cmd import _event, print_status
     from ecgstream.cli._stream_cmd import print_pipeline
     from ecgstream.demo.live import alarm_priority, run_live_demo, write_report
+    from ecgstream.io.db import with_connection
+    from ecgstream.io.station_store import login_link_token
 
     settings = load_settings()
     stack = LocalStack(settings)
@@ -32,7 +35,19 @@ def demo(
     stack.up(on_event=_event)
     console.rule("[bold]2. pipeline: Ray Serve classifier + coordinator + consumer actors")
     print_pipeline(stream_up(settings, consumers=2, replicas=1))
-    console.rule(f"[bold]3. {patients} patients streaming at {speed:g}x real time")
+    console.rule("[bold]3. central station: the nurses' live page")
+    station = StationServer(settings)
+    station.start()
+    station.wait_ready()
+    valid_s = settings.station.login_link_valid_s
+    token = with_connection(
+        settings, lambda conn: login_link_token(conn, "demo nurse", "station", valid_s)
+    )
+    console.print(
+        f"central station at [bold]{station.url}[/]; one-time login (valid {valid_s / 60:.0f} min):"
+    )
+    console.print(f"  {station.url}/login/once?token={token}", soft_wrap=True)
+    console.rule(f"[bold]4. {patients} patients streaming at {speed:g}x real time")
     prefix, stats, state = asyncio.run(
         run_live_demo(
             settings,
@@ -43,7 +58,7 @@ def demo(
             status=lambda: stream_status(settings) or {"consumers": []},
         )
     )
-    console.rule("[bold]4. summary")
+    console.rule("[bold]5. summary")
     summary = Table(title=f"demo run {prefix}")
     summary.add_column("what")
     summary.add_column("value", justify="right")
@@ -65,6 +80,10 @@ def demo(
     console.print(f"HTML report: [bold]{path}[/]")
     print_status(stack)
     console.print(
-        "stop with [bold].venv/bin/ecgstream stream down[/] and "
-        "[bold].venv/bin/ecgstream cluster down[/]"
+        f"central station still at [bold]{station.url}[/] (another login: "
+        "[bold].venv/bin/ecgstream station login-link --name <who>[/])"
+    )
+    console.print(
+        "stop with [bold].venv/bin/ecgstream station down[/], "
+        "[bold].venv/bin/ecgstream stream down[/] and [bold].venv/bin/ecgstream cluster down[/]"
     )

@@ -21,6 +21,7 @@ from ecgstream.cli import (
     _plan_cmd,
     _registry_cmd,
     _release_cmd,
+    _station_cmd,
     _stream_cmd,
 )
 from ecgstream.cli._common import console, err_console, reports_errors
@@ -46,6 +47,7 @@ app.add_typer(_api_cmd.keys_app, name="api-keys")
 app.add_typer(_edge_cmd.edge_app, name="edge")
 app.add_typer(_devices_cmd.devices_app, name="devices")
 app.add_typer(_audit_cmd.audit_app, name="audit")
+app.add_typer(_station_cmd.station_app, name="station")
 app.command("tune")(_registry_cmd.tune)
 app.command("replay")(_stream_cmd.replay)
 app.command("demo")(_demo_cmd.demo)

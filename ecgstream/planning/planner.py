@@ -173,8 +173,8 @@ def _size_streaming(s: Situation, e: Evidence, plan: Plan) -> None:
         Sized("memory of the actors", memory / 1024, "GB", 1),
     ]
     plan.notes.append(
-        "devices publish to ecg.samples as the `device` principal (TLS + SCRAM); nursing "
-        "stations read ecg.beats/ecg.alerts as `subscriber`"
+        "devices publish to ecg.samples as the `device` principal (TLS + SCRAM); the central "
+        "station (`ecgstream station up`) reads samples, beats and alerts as `subscriber`"
     )
     if s.hardware == "gpu":
         plan.notes.append(

@@ -5,6 +5,7 @@ The ports differ from the defaults so `make test` can run while a `make demo` st
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cluster.stack import LocalStack
-from ecgstream.settings import LocalStackSettings, PrometheusSettings, Settings
+from ecgstream.settings import LocalStackSettings, PrometheusSettings, Settings, StationSettings
 
 TEST_PORTS = {
     "kafka_port": 29192,
@@ -41,6 +42,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.local.model_dump().items():
         env[f"ECGSTREAM_LOCAL__{name.upper()}"] = str(value)
     env["ECGSTREAM_PROMETHEUS__METRICS_PORT"] = str(settings.prometheus.metrics_port)
+    for name, value in settings.station.model_dump(mode="json").items():
+        if value is not None:
+            text = json.dumps(value) if isinstance(value, list) else str(value)
+            env[f"ECGSTREAM_STATION__{name.upper()}"] = text
     return {**os.environ, **env}
 
 
@@ -59,12 +64,14 @@ def run_cli(
 
 
 TEST_METRICS_PORT = 29464  # the monitor's /metrics (a demo stack's uses 9464)
+TEST_STATION_PORT = 28700  # the central station (a demo stack's uses 28600)
 
 
 def make_test_settings(state_dir: Path, **ports: int) -> Settings:
     return Settings(
         state_dir=state_dir,
         prometheus=PrometheusSettings(metrics_port=TEST_METRICS_PORT),
+        station=StationSettings(port=TEST_STATION_PORT),
         local=LocalStackSettings(**{**TEST_PORTS, **ports}, ray_object_store_mb=512),
     )
 

@@ -32,6 +32,7 @@ from ecgstream.settings import (
     LocalStackSettings,
     PrometheusSettings,
     Settings,
+    StationSettings,
 )
 from tests.integration.conftest import TEST_PORTS, run_cli, service_state_dir
 from tests.integration.pipeline_support import (
@@ -60,6 +61,7 @@ SECURE_PORTS = {
     "haproxy_metrics_port": 28104,
 }
 SECURE_METRICS_PORT = 29466
+SECURE_STATION_PORT = 28710
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -73,6 +75,7 @@ def secure() -> Iterator[Settings]:
         state_dir=state_dir,
         prometheus=PrometheusSettings(metrics_port=SECURE_METRICS_PORT),
         local=LocalStackSettings(**SECURE_PORTS, ray_object_store_mb=512),
+        station=StationSettings(port=SECURE_STATION_PORT),
     )
     try:
         up = _cli(settings, "cluster", "up", "--secure")
@@ -191,10 +194,13 @@ async def test_acls_give_each_principal_only_its_topics(secure: Settings) -> Non
     topics = secure.topics
     await _can_produce(secure, topics.samples, "device")
     await _can_produce(secure, topics.beats, "pipeline")
+    await _can_produce(secure, topics.escalations, "pager")  # the station's escalations
     for role, topic in [
         ("device", topics.beats),
         ("device", topics.alerts),
         ("subscriber", topics.beats),
+        ("subscriber", topics.escalations),
+        ("pager", topics.alerts),
         ("pipeline", topics.samples),
     ]:
         # a principal that may write no topic at all is refused its producer id already
@@ -220,12 +226,13 @@ async def test_acls_give_each_principal_only_its_topics(secure: Settings) -> Non
         finally:
             await consumer.stop()
 
-    # a bedside device sees and reads nobody's results, a nursing station no raw signal
+    # a bedside device sees and reads nobody's results; the central station's subscriber reads
+    # the signal (its strips), the results and the alarms, and writes nothing
     assert await read("device", topics.beats) == ({topics.samples}, [])
-    visible, _ = await read("subscriber", topics.samples)
-    assert visible == {topics.beats, topics.alerts}
-    assert (await read("subscriber", topics.samples))[1] == []
-    assert (await read("subscriber", topics.beats))[1]  # ... but does see the results
+    visible, samples = await read("subscriber", topics.samples)
+    assert visible == {topics.samples, topics.beats, topics.alerts}
+    assert samples
+    assert (await read("subscriber", topics.beats))[1]
     assert (await read("pipeline", topics.samples))[1]
 
 
@@ -431,6 +438,48 @@ def test_the_api_serves_https_only(secure_pipeline: Settings) -> None:
         ray.shutdown()
 
 
+async def test_the_central_station_serves_https_and_reads_over_tls(
+    secure_pipeline: Settings, mitdb_dir: Path
+) -> None:
+    """The station on the secure stack: HTTPS with the stack's CA, Kafka as the read-only
+    subscriber over SASL_SSL, PostgreSQL over verified TLS; a login link works once."""
+    up = _cli(secure_pipeline, "station", "up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    url = f"https://127.0.0.1:{SECURE_STATION_PORT}"
+    assert url in up.stdout
+    try:
+        prefix = f"sst{uuid.uuid4().hex[:6]}"
+        await replay(secure_pipeline, mitdb_dir, RECORDS, 3, speed=0, duration_s=30, prefix=prefix)
+        link = _cli(secure_pipeline, "station", "login-link", "--name", "secure nurse")
+        assert link.returncode == 0, link.stdout + link.stderr
+        once = link.stdout.strip().splitlines()[-1]
+        assert once.startswith(f"{url}/login/once?token=")
+        trust = ssl.create_default_context(cafile=secure_pipeline.tls_dir / "ca.pem")
+        async with httpx.AsyncClient(verify=trust, timeout=30, follow_redirects=True) as client:
+            assert (await client.get(f"{url}/api/ward")).status_code == 401
+            opened = await client.get(once)  # follows to the page, with the session cookie
+            assert opened.status_code == 200 and "Central station" in opened.text
+            assert client.cookies.get("station_session")
+            ward: dict = {}
+            for _ in range(60):
+                ward = (await client.get(f"{url}/api/ward")).json()
+                if sum(bed.startswith(prefix) for bed in ward["beds"]) == 3:
+                    break
+                await asyncio.sleep(1)
+            assert sorted(b for b in ward["beds"] if b.startswith(prefix)) == [
+                f"{prefix}-{i:04d}" for i in range(3)
+            ]
+        async with httpx.AsyncClient(verify=trust, timeout=30, follow_redirects=True) as again:
+            refused = await again.get(once)  # the link worked once
+            assert refused.url.path == "/login" and "refused" in str(refused.url)
+        async with httpx.AsyncClient(timeout=10) as plain:
+            with pytest.raises(httpx.HTTPError):
+                await plain.get(url.replace("https://", "http://") + "/healthz")
+    finally:
+        down = _cli(secure_pipeline, "station", "down")
+        assert down.returncode == 0, down.stdout + down.stderr
+
+
 def test_nothing_of_the_secure_stack_listens_beyond_loopback(secure_pipeline: Settings) -> None:
     """Every listening socket of the stack's processes (Kafka, PostgreSQL, Prometheus, Ray and
     its workers, Serve's proxy, the monitor) is bound to 127.0.0.1."""
@@ -483,6 +532,8 @@ async def test_privacy_audit_of_the_demo_workload_finds_no_identifier_or_samples
 
     settings = secure_pipeline
     duration_s, patients = 60.0, 3
+    up = _cli(settings, "station", "up")  # the central station watches the workload too
+    assert up.returncode == 0, up.stdout + up.stderr
     prefix, stats, state = await run_live_demo(
         settings,
         Console(file=StringIO()),
@@ -493,6 +544,10 @@ async def test_privacy_audit_of_the_demo_workload_finds_no_identifier_or_samples
     )
     assert state.beats > 100 and state.dead_letters > 0  # the workload really ran
     await asyncio.sleep(2 * SCRAPE_INTERVAL_S)  # Prometheus has scraped what it produced
+    down = _cli(settings, "station", "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    station_log = settings.state_dir / "logs" / "station.log"
+    assert "Application startup complete" in station_log.read_text()  # it ran, and is scanned
 
     played = int((duration_s + 5) * 360)
     records = [load_record(mitdb_dir, name).head(played) for name in {*DEMO_RECORDS[:3], "101"}]

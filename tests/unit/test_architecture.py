@@ -40,10 +40,10 @@ def test_domain_modules_import_no_service_client() -> None:
 
 
 def test_domain_modules_import_no_service_package() -> None:
-    assert _domain_modules_importing({"cluster", "actors", "serve_app", "tuning"}) == {}
+    assert _domain_modules_importing({"cluster", "actors", "serve_app", "tuning", "station"}) == {}
 
 
-PROJECT_PACKAGES = ("ecgstream", "actors", "cluster", "serve_app", "tuning")
+PROJECT_PACKAGES = ("ecgstream", "actors", "cluster", "serve_app", "tuning", "station")
 
 
 def _project_modules() -> dict[str, Path]:
@@ -130,7 +130,7 @@ def layer_of(module: str) -> str:
         return "tools"
     if module.startswith(("cluster", "tuning")):
         return "control"
-    if module.startswith(("actors", "serve_app")):
+    if module.startswith(("actors", "serve_app", "station")):
         return "runtime"
     if module.startswith("ecgstream.io"):
         return "clients"
