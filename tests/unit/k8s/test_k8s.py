@@ -133,6 +133,7 @@ def test_pods_run_as_non_root_with_requests_and_memory_limits(overlay: str) -> N
         group["template"] for group in service["workerGroupSpecs"]
     ]
     templates.append(_one(overlay, "Job")["spec"]["template"])
+    templates.append(_one(overlay, "Deployment")["spec"]["template"])  # the central station
     for template in templates:
         assert template["spec"]["securityContext"]["runAsNonRoot"] is True
         for container in template["spec"]["containers"]:
@@ -169,8 +170,14 @@ def test_only_authenticated_tls_endpoints_are_open_beyond_the_namespace(overlay:
     for listener in kafka["listeners"]:
         assert listener["tls"] is True and listener["authentication"]["type"] == "scram-sha-512"
     assert {listener["port"] for listener in kafka["listeners"]} == {9093, 9094}
-    ingress = _one(overlay, "Ingress")["spec"]
-    assert ingress["tls"] and ingress["tls"][0]["secretName"]
+    for name in ("ecgstream-api", "ecgstream-station"):  # HTTPS in front of each
+        ingress = _one(overlay, "Ingress", name)["spec"]
+        assert ingress["tls"] and ingress["tls"][0]["secretName"]
+    station = _one(overlay, "Deployment", "ecgstream-station")["spec"]
+    assert station["replicas"] == 1  # one escalation clock (k8s/base/station.yaml)
+    env = {e["name"]: e for e in station["template"]["spec"]["containers"][0]["env"]}
+    assert env["ECGSTREAM_KAFKA__USERNAME"]["value"] == "subscriber"  # read only
+    assert env["ECGSTREAM_STATION__PAGER_USERNAME"]["value"] == "pager"
 
 
 def test_kafka_users_have_the_local_secure_stacks_grants() -> None:
@@ -209,6 +216,7 @@ def test_every_process_connects_with_tls_and_credentials_from_secrets(overlay: s
     for group in service["workerGroupSpecs"]:
         containers += group["template"]["spec"]["containers"]
     containers += _one(overlay, "Job")["spec"]["template"]["spec"]["containers"]
+    containers += _one(overlay, "Deployment")["spec"]["template"]["spec"]["containers"]
     for container in containers:
         env = {e["name"]: e for e in container["env"]}
         assert "sslmode=verify-full" in env["ECGSTREAM_POSTGRES__DSN"]["value"]
@@ -238,7 +246,7 @@ def test_the_image_copies_files_that_exist_and_ray_versions_agree() -> None:
     copied = [
         source
         for line in dockerfile.splitlines()
-        if line.startswith("COPY")
+        if line.startswith("COPY") and "--from=" not in line  # not from a build stage
         for source in line.split()[1:-1]
         if not source.startswith("--")
     ]
