@@ -212,6 +212,12 @@ class StationSettings(_Frozen):
     clear_after_s: float = Field(
         60.0, gt=0, description="non-latching alarms (low, technical) clear after this"
     )
+    forget_bed_after_s: float = Field(
+        900.0,
+        gt=0,
+        description="a bed that sent nothing this long leaves the page with its alarms (a "
+        "monitor unplugged, a finished replay); it comes back when it sends again",
+    )
     push_interval_s: float = Field(
         0.2, gt=0, le=2, description="how often the page gets new samples and states"
     )

@@ -23,7 +23,13 @@ from ecgstream.io.kafka import make_admin, make_consumer, make_producer
 from ecgstream.io.station_store import actions_since, record_action
 from ecgstream.messages import alarm_from_message
 from ecgstream.settings import Settings
-from ecgstream.ward.alarm_board import AlarmAction, AlarmBoard, BoardRules, replay_actions
+from ecgstream.ward.alarm_board import (
+    AlarmAction,
+    AlarmBoard,
+    BoardAlarm,
+    BoardRules,
+    replay_actions,
+)
 from ecgstream.ward.beds import Ward, WardRules
 from ecgstream.wire import decode_chunk
 from station._counters import Counters
@@ -174,7 +180,8 @@ class StationService:
         try:
             while True:
                 await asyncio.sleep(0.5)
-                for action in self.board.due_escalations(time.time()):
+                now = time.time()
+                for action in self.board.due_escalations(now, self._on_ward(now)):
                     alarm = self.board.get(action.alarm_id)
                     if alarm is None:
                         continue
@@ -236,7 +243,8 @@ class StationService:
             self.counters.reject(exc.reason.value)
             return
         self.counters.chunks += 1
-        self.ward.add_chunk(chunk, now)
+        # when it was published (never later than now): a backlog read at start-up is old
+        self.ward.add_chunk(chunk, min(now, timestamp_ms / 1000))
         self._newest_chunk_ts[chunk.device_id] = timestamp_ms / 1000
 
     def _beat(self, value: bytes) -> None:
@@ -249,6 +257,20 @@ class StationService:
         self.counters.beats += 1
 
     # -- what the pages get -------------------------------------------------------------------
+
+    def present(self, bed_id: str, now: float) -> bool:
+        """A bed is on the ward while it sends, and `forget_bed_after_s` after its last chunk
+        (a bed never heard from: after its newest alarm). An unplugged monitor, a discharged
+        patient, a finished replay or benchmark leave the page and stop sounding."""
+        bed = self.ward.beds.get(bed_id)
+        last = bed.last_heard if bed is not None else None
+        if last is None:
+            alarms = self.board.of_bed(bed_id)
+            last = alarms[0].seen_at if alarms else None
+        return last is not None and now - last < self.settings.station.forget_bed_after_s
+
+    def _on_ward(self, now: float) -> Callable[[BoardAlarm], bool]:
+        return lambda alarm: self.present(alarm.device_id, now)
 
     def bed_summary(self, device_id: str, now: float) -> dict[str, Any]:
         bed = self.ward.bed(device_id)
@@ -306,9 +328,12 @@ class StationService:
             "beds": {
                 bed_id: {**self.bed_summary(bed_id, now), "strip": bed.strip(tile_s)}
                 for bed_id, bed in sorted(self.ward.beds.items())
+                if self.present(bed_id, now)
             },
-            "alarms": [a.view(now, self.board.rules) for a in self.board.showing(now)],
-            "audible": self.board.audible(now),
+            "alarms": [
+                a.view(now, self.board.rules) for a in self.board.showing(now, self._on_ward(now))
+            ],
+            "audible": self.board.audible(now, self._on_ward(now)),
             "max_silence_s": self.board.rules.max_silence_s,
         }
 
@@ -328,16 +353,19 @@ class StationService:
             await asyncio.sleep(interval)
             now = time.time()
             beds: dict[str, Any] = {}
+            on_ward = self._on_ward(now)
             for bed_id, bed in self.ward.beds.items():
                 times, mv = bed.take_new_points()
+                if not self.present(bed_id, now):
+                    continue
                 if times and bed_id in self._newest_chunk_ts:
                     self.counters.push_delays.append(now - self._newest_chunk_ts[bed_id])
                 beds[bed_id] = {**self.bed_summary(bed_id, now), "t": times, "mv": mv}
             tick: dict[str, Any] = {"type": "tick", "now": now, "beds": beds}
-            tick["audible"] = self.board.audible(now)
+            tick["audible"] = self.board.audible(now, on_ward)
             # sent when it changed: an alarm came or went, an action, or a silence or a
             # non-latching alarm running out
-            alarms = [a.view(now, self.board.rules) for a in self.board.showing(now)]
+            alarms = [a.view(now, self.board.rules) for a in self.board.showing(now, on_ward)]
             shown = json.dumps(alarms)
             if shown != self._alarms_sent:
                 self._alarms_sent = shown

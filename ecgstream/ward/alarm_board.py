@@ -16,7 +16,7 @@ stored actions) and the unit tests run the same rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -177,12 +177,16 @@ class AlarmBoard:
             raise AlarmActionError("an acknowledged alarm has nothing to silence")
         return AlarmAction(alarm_id, "silence", actor, now, silence_s=seconds)
 
-    def due_escalations(self, now: float) -> list[AlarmAction]:
-        """Escalations due now (the caller publishes and stores each, then applies it)."""
+    def due_escalations(
+        self, now: float, keep: Callable[[BoardAlarm], bool] | None = None
+    ) -> list[AlarmAction]:
+        """Escalations due now (the caller publishes and stores each, then applies it), of the
+        alarms `keep` accepts (all by default)."""
         due = []
         for alarm in self._alarms.values():
             if (
-                alarm.escalated_at is None
+                (keep is None or keep(alarm))
+                and alarm.escalated_at is None
                 and alarm.category == "clinical"
                 and alarm.priority in self.rules.escalate_priorities
                 and alarm.showing(now, self.rules)
@@ -213,9 +217,18 @@ class AlarmBoard:
 
     # -- what the page shows ------------------------------------------------------------------
 
-    def showing(self, now: float) -> list[BoardAlarm]:
+    def showing(
+        self, now: float, keep: Callable[[BoardAlarm], bool] | None = None
+    ) -> list[BoardAlarm]:
+        """The alarms on screen, in the ward's order; of those `keep` accepts (all by default:
+        the station leaves out beds that left the ward)."""
         return sorted(
-            (a for a in self._alarms.values() if a.showing(now, self.rules)), key=sort_key
+            (
+                a
+                for a in self._alarms.values()
+                if a.showing(now, self.rules) and (keep is None or keep(a))
+            ),
+            key=sort_key,
         )
 
     def get(self, alarm_id: str) -> BoardAlarm | None:
@@ -236,10 +249,10 @@ class AlarmBoard:
         alarms = self.of_bed(device_id)
         return alarms[0] if alarms else None
 
-    def audible(self, now: float) -> str | None:
+    def audible(self, now: float, keep: Callable[[BoardAlarm], bool] | None = None) -> str | None:
         """The priority the station should sound now: the highest of the showing, unsilenced
         clinical alarms (None: quiet)."""
-        for alarm in self.showing(now):
+        for alarm in self.showing(now, keep):
             if alarm.category == "clinical" and not alarm.silenced(now):
                 return alarm.priority
         return None

@@ -120,6 +120,11 @@ class Bed:
 
     # -- output -------------------------------------------------------------------------------
 
+    @property
+    def last_heard(self) -> float | None:
+        """When the station last received a chunk of this bed (its clock), None if never."""
+        return self._last_chunk_at
+
     def on_air(self, now: float) -> bool:
         return (
             self._last_chunk_at is not None and now - self._last_chunk_at < self.rules.stale_after_s

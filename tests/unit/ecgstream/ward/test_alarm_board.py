@@ -3,6 +3,7 @@ import pytest
 from ecgstream.ward.alarm_board import (
     AlarmActionError,
     AlarmBoard,
+    BoardAlarm,
     BoardRules,
     replay_actions,
 )
@@ -147,3 +148,17 @@ def test_what_is_old_and_no_longer_showing_is_forgotten() -> None:
     board.prune(200)
     assert board.get("old-ack") is None and board.get("old-latched") is not None
     assert len(board) == 2
+
+
+def test_alarms_of_beds_that_left_the_ward_neither_show_sound_nor_escalate() -> None:
+    board = AlarmBoard(RULES)
+    raise_alarm(board, "here", now=0, bed="bed-1")
+    raise_alarm(board, "gone", now=0, bed="bed-2")
+
+    def on_ward(alarm: BoardAlarm) -> bool:
+        return alarm.device_id == "bed-1"
+
+    assert [a.alarm_id for a in board.showing(1, on_ward)] == ["here"]
+    assert [a.alarm_id for a in board.due_escalations(100, on_ward)] == ["here"]
+    board.apply(board.acknowledgement("here", "n", 101))
+    assert board.audible(102, on_ward) is None and board.audible(102) == "high"
