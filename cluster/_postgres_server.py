@@ -21,6 +21,7 @@ from cluster._process import (
     check_traversable,
     chown_tree,
     ensure_ports_free,
+    probe_status,
     service_user,
     wait_until,
 )
@@ -127,16 +128,12 @@ class PostgresServer:
         return self.process.kill()
 
     def status(self) -> ComponentStatus:
-        pid = self.process.pid()
-        healthy, detail = False, "not running"
-        if pid is not None:
-            try:
-                healthy = asyncio.run(self._select_one(self._settings.postgres_dsn()))
-                detail = "SELECT 1 ok (application role)"
-            except Exception as exc:
-                detail = f"no answer: {type(exc).__name__}"
-        return ComponentStatus(
-            self.name, pid, self.endpoint, healthy, detail, self.process.log_file
+        return probe_status(
+            self.process,
+            self.endpoint,
+            lambda: asyncio.run(self._select_one(self._settings.postgres_dsn())),
+            ok="SELECT 1 ok (application role)",
+            failed="no answer",
         )
 
     # -- helpers -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cluster.state import ComponentStatus
 from ecgstream.errors import StackError
 
 
@@ -253,3 +254,19 @@ def wait_until(
         f"not ready after {timeout_s:.0f} s: {what}{detail}",
         process.log_file if process else None,
     )
+
+
+def probe_status(
+    process: ManagedProcess, endpoint: str, check: Callable[[], bool], *, ok: str, failed: str
+) -> ComponentStatus:
+    """A component's status: not running, or running and answering `check` (`ok`) or not
+    (`failed`, with the exception's type when the check raised)."""
+    pid = process.pid()
+    healthy, detail = False, "not running"
+    if pid is not None:
+        try:
+            healthy = check()
+            detail = ok if healthy else failed
+        except Exception as exc:
+            detail = f"{failed}: {type(exc).__name__}"
+    return ComponentStatus(process.name, pid, endpoint, healthy, detail, process.log_file)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cluster._process import ManagedProcess, ensure_ports_free, wait_until
+from cluster._process import ManagedProcess, ensure_ports_free, probe_status, wait_until
 from cluster._tls import CertificateAuthority
 from cluster.state import ComponentStatus, StatePaths
 from ecgstream.errors import StackError
@@ -155,13 +155,12 @@ class RayHead:
         return self.process.stop()
 
     def status(self) -> ComponentStatus:
-        pid = self.process.pid()
-        healthy, detail = False, "not running"
-        if pid is not None:
-            healthy = self._ray_status_ok()
-            detail = "ray status ok" if healthy else "ray status failed"
-        return ComponentStatus(
-            self.name, pid, self.endpoint, healthy, detail, self.process.log_file
+        return probe_status(
+            self.process,
+            self.endpoint,
+            self._ray_status_ok,
+            ok="ray status ok",
+            failed="ray status failed",
         )
 
     def _ray_status_ok(self) -> bool:

@@ -17,7 +17,7 @@ from importlib import resources
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from cluster._process import ManagedProcess, ensure_ports_free, wait_until
+from cluster._process import ManagedProcess, ensure_ports_free, probe_status, wait_until
 from cluster.kafka_security import KafkaSecurity
 from cluster.state import ComponentStatus, StatePaths
 from ecgstream.errors import StackError
@@ -127,16 +127,12 @@ class KafkaBroker:
         return self.process.kill()
 
     def status(self) -> ComponentStatus:
-        pid = self.process.pid()
-        healthy, detail = False, "not running"
-        if pid is not None:
-            try:
-                healthy = asyncio.run(self._metadata_round_trip())
-                detail = "metadata round trip ok"
-            except Exception as exc:
-                detail = f"no metadata: {type(exc).__name__}"
-        return ComponentStatus(
-            self.name, pid, self.endpoint, healthy, detail, self.process.log_file
+        return probe_status(
+            self.process,
+            self.endpoint,
+            lambda: asyncio.run(self._metadata_round_trip()),
+            ok="metadata round trip ok",
+            failed="no metadata",
         )
 
     # -- helpers -----------------------------------------------------------------------------

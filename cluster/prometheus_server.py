@@ -12,7 +12,7 @@ import shutil
 import urllib.request
 from pathlib import Path
 
-from cluster._process import ManagedProcess, ensure_ports_free, wait_until
+from cluster._process import ManagedProcess, ensure_ports_free, probe_status, wait_until
 from cluster.state import ComponentStatus, StatePaths
 from ecgstream.errors import StackError
 from ecgstream.settings import Settings
@@ -109,16 +109,12 @@ class PrometheusServer:
         return self.process.stop()
 
     def status(self) -> ComponentStatus:
-        pid = self.process.pid()
-        healthy, detail = False, "not running"
-        if pid is not None:
-            try:
-                healthy = _http_ok(f"{self.endpoint}/-/ready")
-                detail = "/-/ready ok"
-            except OSError as exc:
-                detail = f"not ready: {type(exc).__name__}"
-        return ComponentStatus(
-            self.name, pid, self.endpoint, healthy, detail, self.process.log_file
+        return probe_status(
+            self.process,
+            self.endpoint,
+            lambda: _http_ok(f"{self.endpoint}/-/ready"),
+            ok="/-/ready ok",
+            failed="not ready",
         )
 
 

@@ -11,7 +11,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from cluster._process import ManagedProcess, ensure_ports_free, wait_until
+from cluster._process import ManagedProcess, ensure_ports_free, probe_status, wait_until
 from cluster._tls import CertificateAuthority
 from cluster.state import ComponentStatus, StatePaths
 from ecgstream.settings import Settings
@@ -79,12 +79,6 @@ class StationServer:
         return self.process.stop()
 
     def status(self) -> ComponentStatus:
-        pid = self.process.pid()
-        healthy, detail = False, "not running"
-        if pid is not None:
-            try:
-                healthy = self._ready()
-                detail = "/healthz ok" if healthy else "starting"
-            except OSError as exc:
-                detail = f"not ready: {type(exc).__name__}"
-        return ComponentStatus(self.name, pid, self.url, healthy, detail, self.process.log_file)
+        return probe_status(
+            self.process, self.url, self._ready, ok="/healthz ok", failed="not ready"
+        )
