@@ -1,5 +1,10 @@
 """Promotion, rollback and shadow mode: moving the registry's aliases and what serves them.
 
+A version is promoted only on its evidence: its latest holdout gate and its latest staging
+(infravalidation) decisions in the registry must both have passed. `override` (a person's
+stated reason) is the one way around, and it is recorded as a decision of its own and in the
+alias history, so the registry shows who released what without evidence and why.
+
 Promotion swaps the production replicas' model in place (see actors/model_directory.py): no
 redeploy, no gap, every beat says which version classified it. The live consumers keep their
 preprocessing, so a candidate must use the same preprocessing as the model it replaces (window
@@ -18,10 +23,11 @@ import asyncpg
 
 from ecgstream.artifact import load_artifact
 from ecgstream.errors import ConfigurationError
-from ecgstream.io.registry import Registry, open_registry
+from ecgstream.io.registry import Decision, Registry, open_registry
 from ecgstream.settings import Settings
 
 T = TypeVar("T")
+REQUIRED_DECISIONS = ("gate", "staging")  # what a promotion needs to have passed
 
 
 def with_registry(settings: Settings, work: Callable[[Registry], Awaitable[T]]) -> T:
@@ -65,14 +71,47 @@ def _switch(settings: Settings, version: str | None, model_dir: Path | None) -> 
     return {"pipeline": "switched", "replicas": loaded, "version": version}
 
 
+def missing_evidence(decisions: list[Decision]) -> list[str]:
+    """What a version lacks to be promoted: each required step whose latest decision is not a
+    pass ("gate: never run", "staging: failed"); empty when it may be promoted."""
+    latest = {d.step: d.decision for d in decisions}  # decisions come oldest first
+    return [
+        f"{step}: {'never run' if step not in latest else 'failed'}"
+        for step in REQUIRED_DECISIONS
+        if latest.get(step) != "pass"
+    ]
+
+
 def promote(
-    settings: Settings, version: str, reason: str = "promote", run_id: str = "cli"
+    settings: Settings,
+    version: str,
+    reason: str = "promote",
+    run_id: str = "cli",
+    override: str | None = None,
 ) -> dict[str, Any]:
-    """Make `version` production: swap the serving replicas, then move the alias."""
+    """Make `version` production: swap the serving replicas, then move the alias. Refused
+    unless its gate and staging passed, or `override` gives the reason to go without."""
     model_dir = with_registry(settings, lambda r: r.artifact_dir(version))
+    missing = with_registry(settings, lambda r: _missing(r, version))
+    if missing and not (override and override.strip()):
+        raise ConfigurationError(
+            f"{version} has no passed release decisions ({'; '.join(missing)}): run "
+            f"`ecgstream release run --candidate {version}`, or promote it anyway with "
+            "`--override REASON` (recorded in the registry)"
+        )
+    if missing:
+        reason = f"override: {override}"
     outcome = _switch(settings, version, model_dir)
 
     async def record(registry: Registry) -> str | None:
+        if missing:
+            await registry.record_decision(
+                run_id,
+                version,
+                "override",
+                True,
+                [f"promoted without {', '.join(missing)}", f"reason: {override}"],
+            )
         previous = await registry.set_alias("production", version, reason)
         if await registry.alias("staging") == version:
             await registry.set_alias("staging", None, "promoted")
@@ -87,7 +126,12 @@ def promote(
         return previous
 
     previous = with_registry(settings, record)
-    return {"promoted": version, "previous": previous, **outcome}
+    overridden = {"override": override, "missing": missing} if missing else {}
+    return {"promoted": version, "previous": previous, **overridden, **outcome}
+
+
+async def _missing(registry: Registry, version: str) -> list[str]:
+    return missing_evidence(await registry.decisions(version))
 
 
 def rollback(settings: Settings) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ecgstream.artifact import ModelArtifact, load_artifact
+from ecgstream.artifact import DEFAULT_MODEL_DIR, ModelArtifact, load_artifact
 from ecgstream.evaluation import evaluate_records
 from ecgstream.io.registry import ModelVersion, Registry
 from ecgstream.release.gate import holdout_gate
@@ -32,6 +32,7 @@ from tuning._selection import (
 from tuning.promotion import promote, with_registry
 
 Progress = Callable[[str], None]
+SHIPPED_PRODUCER = "shipped default (models/default)"
 
 
 def new_run_id() -> str:
@@ -132,12 +133,18 @@ def tune_and_register(
 def gate_step(
     settings: Settings, policy: ReleasePolicy, version: str, run_id: str, progress: Progress
 ) -> StepDecision:
-    """The holdout gate against the registry's production version (absolute thresholds when
-    there is none)."""
+    """The holdout gate against the version serving production. Before the first promotion
+    that is the shipped default model: it is registered as such and becomes the production
+    alias, so the first release is compared with what patients are monitored by, not only
+    held to absolute floors."""
     data_dir = settings.records_dir
 
     async def models(registry: Registry) -> tuple[Path, str | None, Path | None]:
         production = await registry.alias("production")
+        if production is None:
+            shipped = await registry.register(DEFAULT_MODEL_DIR, produced_by=SHIPPED_PRODUCER)
+            await registry.set_alias("production", shipped.version, "shipped default, serving")
+            production = shipped.version
         return (
             await registry.artifact_dir(version),
             production,

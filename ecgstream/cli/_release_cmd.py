@@ -144,12 +144,20 @@ def infravalidate(
 
 @release_app.command()
 @reports_errors
-def promote(version: str = typer.Argument(..., help="a registered version")) -> None:
-    """Make VERSION production: the running replicas swap models in place (no gap)."""
+def promote(
+    version: str = typer.Argument(..., help="a registered version"),
+    override: str | None = typer.Option(
+        None,
+        help="promote without a passed gate and infravalidation; the reason is recorded in "
+        "the registry (a decision 'override' and the alias history)",
+    ),
+) -> None:
+    """Make VERSION production: the running replicas swap models in place (no gap). Refused
+    unless VERSION's latest gate and staging decisions passed (`release run --candidate`)."""
     from tuning.promotion import promote as promote_version
 
     with console.status(f"promoting {version}"):
-        outcome = promote_version(load_settings(), version)
+        outcome = promote_version(load_settings(), version, override=override)
     console.print_json(json.dumps(outcome, default=str))
 
 

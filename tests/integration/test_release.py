@@ -22,6 +22,7 @@ import torch
 
 from actors.pipeline import lane_status
 from ecgstream.artifact import ModelArtifact, load_artifact, save_artifact
+from ecgstream.errors import ConfigurationError
 from ecgstream.io.device_simulator import REPLAY_SESSION, replay
 from ecgstream.model import BeatClassifier, ModelConfig
 from ecgstream.release.policy import load_policy
@@ -217,7 +218,13 @@ async def test_promotion_and_rollback_during_live_replay_lose_and_double_nothing
         replay(pipeline, mitdb_dir, RECORDS, 3, speed=6, duration_s=duration, prefix=prefix)
     )
     await asyncio.sleep(4)
-    promoted = await asyncio.to_thread(promote, pipeline, candidate)
+    # no gate and no infravalidation passed: refused, unless a person says why (recorded)
+    with pytest.raises(ConfigurationError, match="gate: never run; staging: never run"):
+        await asyncio.to_thread(promote, pipeline, candidate)
+    promoted = await asyncio.to_thread(
+        lambda: promote(pipeline, candidate, override="test: the shipped model, nudged")
+    )
+    assert promoted["missing"] == ["gate: never run", "staging: never run"]
     assert promoted["pipeline"] == "switched"
     assert set(promoted["replicas"].values()) == {candidate}
     await asyncio.sleep(4)
@@ -238,7 +245,16 @@ async def test_promotion_and_rollback_during_live_replay_lose_and_double_nothing
     assert set(in_kafka) == {f"{d}:{REPLAY_SESSION}:{s}" for d, s in expected.beats}
     assert await asyncio.to_thread(with_registry, pipeline, lambda r: r.alias("production")) is None
     history = await asyncio.to_thread(with_registry, pipeline, lambda r: r.alias_history())
-    assert [h["reason"] for h in history[:2]] == ["rollback", "promote"]
+    assert [h["reason"] for h in history[:2]] == [
+        "rollback",
+        "override: test: the shipped model, nudged",
+    ]
+    decisions = await asyncio.to_thread(with_registry, pipeline, lambda r: r.decisions(candidate))
+    assert [(d.step, d.decision) for d in decisions] == [
+        ("override", "pass"),
+        ("promotion", "pass"),
+        ("rollback", "pass"),
+    ]
 
 
 async def test_shadow_mirrors_live_traffic_and_never_alarms(
@@ -296,6 +312,11 @@ def test_release_run_reports_every_step_in_the_contract_format(
         assert step["decision"] in ("pass", "fail") and step["reasons"]
     passed = all(s["decision"] == "pass" for s in report["steps"])
     assert result.returncode == (0 if passed else 1), result.stderr[-2000:]
+    # the first release is judged against what serves: the shipped model, now registered as
+    # the production version, not against absolute floors alone
+    gate = next(s for s in report["steps"] if s["name"] == "gate")
+    assert gate["metrics"]["production_version"] == SHIPPED_VERSION
+    assert "production" in gate["metrics"] and any("vs production" in r for r in gate["reasons"])
     if passed:
         assert names == ["search", "selection", "gate", "staging", "promotion"]
         assert report["promoted"] == report["candidate"]

@@ -163,3 +163,29 @@ def test_a_trial_resumed_from_its_checkpoint_trains_as_if_never_stopped(tmp_path
         straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b)
+
+
+def test_promotion_needs_the_latest_gate_and_staging_decisions_to_have_passed() -> None:
+    from datetime import UTC, datetime
+
+    from ecgstream.io.registry import Decision
+    from tuning.promotion import missing_evidence
+
+    def decided(*steps: tuple[str, str]) -> list[Decision]:
+        now = datetime.now(UTC)
+        return [Decision("run", "v1", step, outcome, [], now) for step, outcome in steps]
+
+    assert missing_evidence([]) == ["gate: never run", "staging: never run"]
+    assert missing_evidence(decided(("gate", "pass"))) == ["staging: never run"]
+    assert missing_evidence(decided(("gate", "pass"), ("staging", "fail"))) == ["staging: failed"]
+    assert missing_evidence(decided(("gate", "pass"), ("staging", "pass"))) == []
+    # the latest decision counts: a gate that passed once and failed on a re-run is a failure
+    assert missing_evidence(decided(("gate", "pass"), ("staging", "pass"), ("gate", "fail"))) == [
+        "gate: failed"
+    ]
+    assert (
+        missing_evidence(
+            decided(("gate", "fail"), ("gate", "pass"), ("staging", "pass"), ("override", "pass"))
+        )
+        == []
+    )
