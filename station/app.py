@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 from ecgstream.errors import ConfigurationError
 from ecgstream.io.station_store import bed_history, redeem_login_token
 from ecgstream.settings import Settings
-from ecgstream.ward.alarm_board import AlarmActionError
+from ecgstream.ward.alarm_board import AlarmAction, AlarmActionError
 from station._service import RESYNC, StationService
 from station._sessions import COOKIE, Session, Sessions
 
@@ -208,7 +208,7 @@ def build_app(settings: Settings) -> FastAPI:
             action = station.board.acknowledgement(alarm_id, session.name, time.time())
         except AlarmActionError as exc:
             raise HTTPException(409, str(exc)) from None
-        await station.act(action, session.key_id)
+        await _recorded(station, action, session.key_id)
         return _alarm_view(station, alarm_id)
 
     @app.post("/api/alarms/{alarm_id}/silence")
@@ -219,7 +219,7 @@ def build_app(settings: Settings) -> FastAPI:
             action = station.board.silencing(alarm_id, session.name, body.seconds, time.time())
         except AlarmActionError as exc:
             raise HTTPException(409, str(exc)) from None
-        await station.act(action, session.key_id)
+        await _recorded(station, action, session.key_id)
         return _alarm_view(station, alarm_id)
 
     @app.get("/api/status")
@@ -237,6 +237,16 @@ def build_app(settings: Settings) -> FastAPI:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
     return app
+
+
+async def _recorded(station: StationService, action: AlarmAction, key_id: str) -> None:
+    """The action, once the audit trail has it; if the database cannot take it, nothing
+    changes and the nurse is told so (503), rather than an acknowledgement nobody recorded."""
+    try:
+        await station.act(action, key_id)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("an alarm action was not recorded (%s); nothing changed", type(exc).__name__)
+        raise HTTPException(503, "the audit trail is unavailable: nothing was changed") from None
 
 
 def _alarm_view(station: StationService, alarm_id: str) -> dict[str, Any]:
