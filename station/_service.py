@@ -83,8 +83,9 @@ class StationService:
         ]
 
     async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
-        """Run a loop for good: one that fails (a broker or database away) is logged, counted
-        and started again, and the page says meanwhile that it is behind."""
+        """Run a loop for good: one that fails (a broker or database away) is logged (its
+        exception's type only: a message could quote a bed), counted in `/api/status` and
+        started again; meanwhile the tiles of beds whose signal stopped say `no signal`."""
         while True:
             try:
                 await loop()
@@ -93,10 +94,7 @@ class StationService:
             except Exception as exc:
                 self.counters.restarts[name] = self.counters.restarts.get(name, 0) + 1
                 log.warning(
-                    "station %s loop failed (%s: %s); restarting in 2 s",
-                    name,
-                    type(exc).__name__,
-                    str(exc)[:200],
+                    "station %s loop failed (%s); restarting in 2 s", name, type(exc).__name__
                 )
                 await asyncio.sleep(2)
 
