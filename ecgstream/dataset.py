@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +104,22 @@ def record_beats(data_dir: Path, name: str, config: PreprocessConfig) -> RecordB
         if beats
         else np.zeros((0, config.beat.n_features), np.float32),
         labels=labels,
+    )
+
+
+def subsample_beats(beats: RecordBeats, limit: int, seed: int) -> RecordBeats:
+    """At most `limit` labelled beats of a record (seeded), for training on a small budget;
+    0 keeps every beat."""
+    labelled = np.flatnonzero(beats.labels != "")
+    if limit <= 0 or labelled.size <= limit:
+        return beats
+    keep = np.sort(np.random.default_rng(seed).choice(labelled, limit, replace=False))
+    return replace(
+        beats,
+        samples=beats.samples[keep],
+        windows=beats.windows[keep],
+        rr=beats.rr[keep],
+        labels=beats.labels[keep],
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from ecgstream.dataset import (
     TrainingSet,
     data_fingerprint,
     record_beats,
+    subsample_beats,
     training_set,
 )
 from ecgstream.ec57 import SePp
@@ -65,9 +66,13 @@ def train_and_save(
     on_epoch: Callable[[EpochReport], None] = lambda report: None,
     metrics: dict[str, Any] | None = None,
     recipe_name: str | None = None,
+    beats_per_record: int = 0,
+    loaded: Mapping[str, RecordBeats] | None = None,
 ) -> TrainOutcome:
     """Train on `records` (paced ones are dropped), early-stopping on a patient-wise validation
-    split of them, and write an immutable artifact with reference statistics and a model card."""
+    split of them, and write an immutable artifact with reference statistics and a model card.
+    `beats_per_record` > 0 trains on a seeded subsample of each record's labelled beats (a small
+    budget); `loaded` holds records' beats already computed with `preprocess`."""
     preprocess = preprocess or PreprocessConfig()
     # the network's inputs follow the preprocessing (2 channels per lead, the feature set)
     config = replace(
@@ -82,7 +87,8 @@ def train_and_save(
     beats: dict[str, RecordBeats] = {}
     for name in usable:
         on_record(name)
-        beats[name] = record_beats(data_dir, name, preprocess)
+        computed = (loaded or {}).get(name) or record_beats(data_dir, name, preprocess)
+        beats[name] = subsample_beats(computed, beats_per_record, config.seed)
     started = time.monotonic()
     # each network early-stops on its own patient-wise validation split
     networks = [standalone_config(config.model)]
@@ -211,20 +217,40 @@ def cross_validate(
     on_fold: Callable[[int, tuple[str, ...]], None] = lambda fold, held_out: None,
     on_record: Callable[[RecordResult], None] = lambda result: None,
     preprocess: PreprocessConfig | None = None,
+    held_out_folds: Sequence[Sequence[str]] | None = None,
+    beats_per_record: int = 0,
 ) -> CrossValidation:
     """Leave-patients-out: train on k-1 folds, evaluate the held-out fold's records through the
     full streaming path; every record is scored by a model that never saw its patient. Every
     choice (early stopping, decision offsets) is made on validation patients drawn from the
-    training folds, never on the held-out fold."""
+    training folds, never on the held-out fold. `held_out_folds` gives the folds instead of
+    `patient_folds(records, folds, seed)`: the release gate compares two models on the same
+    folds. Each record's beats are computed once for all folds."""
     usable = [r for r in records if r not in PACED]
+    preprocess = preprocess or PreprocessConfig()
+    chosen = (
+        [tuple(f) for f in held_out_folds]
+        if held_out_folds is not None
+        else patient_folds(usable, folds, seed=config.seed)
+    )
     results: list[list[RecordResult]] = []
     notes: list[dict[str, Any]] = []
-    for fold, held_out in enumerate(patient_folds(usable, folds, seed=config.seed)):
+    loaded: dict[str, RecordBeats] = {}
+    for fold, held_out in enumerate(chosen):
         on_fold(fold, held_out)
         training = [r for r in usable if r not in held_out]
+        for name in training:
+            if name not in loaded:
+                loaded[name] = record_beats(data_dir, name, preprocess)
         with tempfile.TemporaryDirectory(prefix="ecgstream-cv-") as tmp:
             outcome = train_and_save(
-                data_dir, training, Path(tmp) / "model", config, preprocess=preprocess
+                data_dir,
+                training,
+                Path(tmp) / "model",
+                config,
+                preprocess=preprocess,
+                beats_per_record=beats_per_record,
+                loaded=loaded,
             )
             model = load_artifact(Path(tmp) / "model")
             fold_results = []

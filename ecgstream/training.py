@@ -39,6 +39,12 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """The config a model card's `hyperparameters` recorded (`to_dict`)."""
+        fields = {k: v for k, v in data.items() if k != "model"}
+        return cls(**fields, model=ModelConfig.from_dict(data["model"]))
+
 
 @dataclass(frozen=True)
 class EpochReport:

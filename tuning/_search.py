@@ -9,11 +9,10 @@ import math
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import ray
 import torch
 from ray import tune
@@ -21,7 +20,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from ecgstream.dataset import RecordBeats, TrainingSet, record_beats, training_set
+from ecgstream.dataset import TrainingSet, record_beats, subsample_beats, training_set
 from ecgstream.errors import ConfigurationError
 from ecgstream.model import ModelConfig
 from ecgstream.release.policy import SearchPolicy, Splits
@@ -74,21 +73,6 @@ class SearchData:
     validation: TrainingSet
 
 
-def subsample(beats: RecordBeats, limit: int, seed: int) -> RecordBeats:
-    """At most `limit` labelled beats of a record (seeded), for a search on a small budget."""
-    labelled = np.flatnonzero(beats.labels != "")
-    if limit <= 0 or labelled.size <= limit:
-        return beats
-    keep = np.sort(np.random.default_rng(seed).choice(labelled, limit, replace=False))
-    return replace(
-        beats,
-        samples=beats.samples[keep],
-        windows=beats.windows[keep],
-        rr=beats.rr[keep],
-        labels=beats.labels[keep],
-    )
-
-
 def load_search_data(
     data_dir: Path, splits: Splits, preprocess: PreprocessConfig, beats_per_record: int, seed: int
 ) -> SearchData:
@@ -96,7 +80,7 @@ def load_search_data(
 
     def beats(records: Sequence[str]) -> TrainingSet:
         return training_set(
-            subsample(record_beats(data_dir, r, preprocess), beats_per_record, seed)
+            subsample_beats(record_beats(data_dir, r, preprocess), beats_per_record, seed)
             for r in records
         )
 

@@ -10,18 +10,21 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ecgstream.artifact import DEFAULT_MODEL_DIR, ModelArtifact, load_artifact
 from ecgstream.evaluation import evaluate_records
 from ecgstream.io.registry import ModelVersion, Registry
-from ecgstream.release.gate import holdout_gate
+from ecgstream.release.gate import crossval_gate
 from ecgstream.release.policy import ReleasePolicy
 from ecgstream.release.report import ReleaseReport, StepDecision
 from ecgstream.settings import Settings
+from ecgstream.splits import DS1, PACED, patient_folds
 from ecgstream.stream import PreprocessConfig
+from ecgstream.training import TrainConfig
 from tuning._search import SearchOutcome, load_search_data, run_search
 from tuning._selection import (
     EXPECTED_FILE,
@@ -130,42 +133,109 @@ def tune_and_register(
     return TuneResult(search, version, [searched, selected])
 
 
+def _recorded_evidence(version: ModelVersion) -> dict[str, Any] | None:
+    """A version's cross-validated evidence per patient, if it has any (its card's, or what an
+    earlier gate measured)."""
+    evidence = version.metrics.get("crossval")
+    if not isinstance(evidence, dict) or not evidence.get("records"):
+        return None
+    if any(entry.get("confusion") is None for entry in evidence["records"].values()):
+        return None
+    return evidence
+
+
+def _fold_records(evidence: dict[str, Any]) -> list[tuple[str, ...]]:
+    return [tuple(f["records"] if isinstance(f, dict) else f) for f in evidence["folds"]]
+
+
+def crossval_evidence(
+    settings: Settings,
+    policy: ReleasePolicy,
+    version: ModelVersion,
+    artifact_dir: Path,
+    folds: Sequence[Sequence[str]],
+    progress: Progress,
+) -> dict[str, Any]:
+    """Cross-validate the training config a version's card recorded on the given patient
+    folds, with the policy's training budget (`search.beats_per_record`): every patient is
+    scored, through the streaming path, by a model trained without it."""
+    from ecgstream.evidence import crossval_report
+    from ecgstream.trainer import cross_validate
+
+    config = TrainConfig.from_dict(version.hyperparameters)
+    outcome = cross_validate(
+        settings.records_dir,
+        [r for fold in folds for r in fold],
+        len(folds),
+        config,
+        held_out_folds=folds,
+        beats_per_record=policy.search.beats_per_record,
+        preprocess=load_artifact(artifact_dir).preprocess,
+        on_fold=lambda fold, held_out: progress(
+            f"cross-validating {version.version}: fold {fold + 1}/{len(folds)} "
+            f"(held out {', '.join(held_out)})"
+        ),
+    )
+    report = crossval_report([[r.score for r in fold] for fold in outcome.folds], outcome.notes)
+    report["budget"] = {"beats_per_record": policy.search.beats_per_record}
+    return report
+
+
 def gate_step(
     settings: Settings, policy: ReleasePolicy, version: str, run_id: str, progress: Progress
 ) -> StepDecision:
-    """The holdout gate against the version serving production. Before the first promotion
-    that is the shipped default model: it is registered as such and becomes the production
-    alias, so the first release is compared with what patients are monitored by, not only
-    held to absolute floors."""
+    """The gate against the version serving production (decision 99). Before the first
+    promotion that is the shipped default model: it is registered as such and becomes the
+    production alias, so the first release is compared with what patients are monitored by.
+    The comparison is on cross-validated evidence: production's recorded one (else measured
+    now) and the candidate's, measured on the same patient folds; the candidate artifact
+    must also hold the absolute floors on the holdout patients."""
     data_dir = settings.records_dir
 
-    async def models(registry: Registry) -> tuple[Path, str | None, Path | None]:
+    async def models(registry: Registry) -> tuple[ModelVersion, Path, ModelVersion, Path]:
         production = await registry.alias("production")
         if production is None:
             shipped = await registry.register(DEFAULT_MODEL_DIR, produced_by=SHIPPED_PRODUCER)
             await registry.set_alias("production", shipped.version, "shipped default, serving")
             production = shipped.version
+
+        async def known(name: str) -> ModelVersion:
+            found = await registry.get(name)
+            if found is None:
+                raise LookupError(f"model version {name} is not registered")
+            return found
+
         return (
+            await known(version),
             await registry.artifact_dir(version),
-            production,
-            None if production is None else await registry.artifact_dir(production),
+            await known(production),
+            await registry.artifact_dir(production),
         )
 
-    candidate_dir, production, production_dir = with_registry(settings, models)
+    candidate, candidate_dir, production, production_dir = with_registry(settings, models)
+    theirs = _recorded_evidence(production)
+    if theirs is None:
+        folds = patient_folds([r for r in DS1 if r not in PACED], 5, seed=0)
+        progress(f"production {production.version} has no per-patient evidence: measuring it")
+        theirs = crossval_evidence(settings, policy, production, production_dir, folds, progress)
+        evidence = theirs
+        with_registry(settings, lambda r: r.add_metrics(production.version, "crossval", evidence))
+    mine = crossval_evidence(
+        settings, policy, candidate, candidate_dir, _fold_records(theirs), progress
+    )
+    with_registry(settings, lambda r: r.add_metrics(version, "crossval", mine))
     holdout = policy.splits.holdout
     progress(f"scoring {version} on the holdout patients {', '.join(holdout)}")
-    mine = [r.score for r in evaluate_records(load_artifact(candidate_dir), data_dir, holdout)]
-    theirs = None
-    if production_dir is not None:
-        progress(f"scoring production {production} on the same patients")
-        theirs = [
-            r.score for r in evaluate_records(load_artifact(production_dir), data_dir, holdout)
-        ]
-    gate = holdout_gate(mine, theirs, policy)
-    metrics = {**gate.metrics, "production_version": production, "records": list(holdout)}
+    scores = [r.score for r in evaluate_records(load_artifact(candidate_dir), data_dir, holdout)]
+    gate = crossval_gate(mine, theirs, scores, policy)
+    metrics = {
+        **gate.metrics,
+        "production_version": production.version,
+        "holdout_records": list(holdout),
+    }
     decision = StepDecision("gate", gate.passed, gate.reasons, metrics)
     _record(settings, run_id, version, decision)
-    with_registry(settings, lambda r: r.add_metrics(version, "holdout", gate.metrics["candidate"]))
+    with_registry(settings, lambda r: r.add_metrics(version, "holdout", gate.metrics["holdout"]))
     return decision
 
 

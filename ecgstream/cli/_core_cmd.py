@@ -240,6 +240,12 @@ def _crossval_metrics(path: Path, chosen: Recipe) -> dict:
             "classes": report["classes"],
             "macro_f1": report["macro_f1"],
             "intervals": report["intervals"],
+            # per patient, so a release gate can compare another model with this one patient
+            # by patient on the same folds (decision 99)
+            "records": {
+                name: {"confusion": entry["confusion"], "macro_f1": entry["macro_f1"]}
+                for name, entry in report["records"].items()
+            },
         }
     }
 
