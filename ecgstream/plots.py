@@ -199,3 +199,34 @@ def plot_strip(
     axes[-1].set_xlabel("time (s)   labels: detection above the trace, reference below")
     figure.suptitle(title)
     return _save(figure, path)
+
+
+def plot_gate_power(points: Sequence[Mapping[str, object]], path: Path, power: float) -> Path:
+    """Pass rate against the candidate's macro-F1 gain, one line per evidence pair and number
+    of patients: the gate's power curve (gain > 0) and false-pass rate (gain <= 0)."""
+    figure = Figure(figsize=(8, 4.5))
+    ax = figure.add_subplot()
+    lines = sorted({(str(p["pair"]), int(str(p["patients"]))) for p in points})
+    for pair, patients in lines:
+        rows = sorted(
+            (p for p in points if p["pair"] == pair and int(str(p["patients"])) == patients),
+            key=lambda p: float(str(p["macro_f1_gain"])),
+        )
+        ax.plot(
+            [float(str(p["macro_f1_gain"])) for p in rows],
+            [float(str(p["pass_rate"])) for p in rows],
+            marker="o",
+            linestyle="-" if patients >= 10 else "--",
+            label=f"{pair}, {patients} patients",
+        )
+    ax.axhline(power, color="#2ca02c", linewidth=0.8, linestyle=":")
+    ax.axhline(0.05, color="#d62728", linewidth=0.8, linestyle=":")
+    ax.axvline(0, color="#6e6e6e", linewidth=0.8)
+    ax.set_xlabel("candidate's macro-F1 gain over production (population)")
+    ax.set_ylabel("share of simulated releases passed")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Release gate: power and false-pass rate on real EC57 scores")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    figure.tight_layout()
+    return _save(figure, path)

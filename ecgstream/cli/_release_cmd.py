@@ -57,6 +57,131 @@ def gate(
         raise typer.Exit(1)
 
 
+_RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
+
+
+@release_app.command("gate-power")
+@reports_errors
+def gate_power(
+    equal_pair: tuple[Path, Path] = typer.Option(
+        (_RESULTS / "crossval_ds1.json", _RESULTS / "crossval_ds1_retrained.json"),
+        help="two crossval reports of the same recipe on the same folds (retrained)",
+    ),
+    recipe_pair: tuple[Path, Path] | None = typer.Option(
+        (_RESULTS / "crossval_ds1_rr_template_v1.json", _RESULTS / "crossval_ds1.json"),
+        help="two different recipes' crossval reports: patient-level differences as large as "
+        "a change of recipe makes them",
+    ),
+    patients: list[int] = typer.Option([5, 22], help="patients the gate sees: --patients N ..."),
+    shares: list[float] = typer.Option(
+        [-0.1, -0.05, 0.0, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3],
+        help="share of misclassified beats the candidate fixes (negative: production does)",
+    ),
+    simulations: int = typer.Option(1000, min=10, help="simulated releases per point"),
+    power: float = typer.Option(0.8, help="the pass rate a real improvement must reach"),
+    seed: int = typer.Option(0),
+    policy: Path | None = typer.Option(None, help="policy file (default: the reviewed one)"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the study here"),
+    plot: Path | None = typer.Option(None, help="write the power curves (PNG) here"),
+) -> None:
+    """Simulate the gate's rule on real EC57 scores: how often a better, equal or worse
+    candidate passes, for each number of patients the gate sees (decision 99)."""
+    from rich.progress import Progress
+
+    from ecgstream.release.gate import pooled_macro_f1, report_confusions, same_folds
+    from ecgstream.release.gate_power import (
+        ModelPair,
+        power_study,
+        smallest_gain_with_power,
+        worst_false_pass,
+    )
+
+    rule = _policy(policy).against_production
+    sources = {"same recipe retrained": equal_pair}
+    if recipe_pair is not None:
+        sources["different recipes"] = recipe_pair
+    pairs, described = [], {}
+    for name, (first, second) in sources.items():
+        a, b = (json.loads(p.read_text()) for p in (first, second))
+        if not same_folds(a, b):
+            raise typer.BadParameter(f"{first} and {second} use different folds")
+        records = sorted(r for r, e in a["records"].items() if e.get("confusion") is not None)
+        pair = ModelPair(name, report_confusions(a, records), report_confusions(b, records))
+        pairs.append(pair)
+        described[name] = {
+            "reports": [
+                str(p.relative_to(_RESULTS.parents[1]))
+                if p.is_relative_to(_RESULTS.parents[1])
+                else p.name
+                for p in (first, second)
+            ],
+            "patients": len(records),
+            "macro_f1": [
+                round(float(pooled_macro_f1(m.sum(0))), 4) for m in (pair.first, pair.second)
+            ],
+        }
+    total = len(pairs) * len(patients) * len(shares)
+    with Progress(console=console) as bar:
+        task = bar.add_task("simulating releases", total=total)
+        points = power_study(
+            pairs,
+            rule,
+            patients,
+            shares,
+            simulations,
+            seed,
+            on_point=lambda point: bar.advance(task),
+        )
+    summary = [
+        {
+            "pair": pair.name,
+            "patients": n,
+            "smallest_gain_passing_at_power": smallest_gain_with_power(points, pair.name, n, power),
+            "worst_false_pass_rate": worst_false_pass(points, pair.name, n),
+        }
+        for pair in pairs
+        for n in patients
+    ]
+    table = Table(title=f"gate pass rates ({simulations} simulated releases per cell)")
+    table.add_column("evidence pair")
+    table.add_column("patients", justify="right")
+    for share in shares:
+        table.add_column(f"fix {share:+.1%}", justify="right")
+    for pair in pairs:
+        gains = [p["macro_f1_gain"] for p in points if p["pair"] == pair.name][: len(shares)]
+        table.add_row(pair.name, "gain", *(f"{g:+.3f}" for g in gains), style="dim")
+        for n in patients:
+            rates = [
+                p["pass_rate"] for p in points if p["pair"] == pair.name and p["patients"] == n
+            ]
+            table.add_row(pair.name, str(n), *(f"{100 * r:.0f}%" for r in rates))
+    console.print(table)
+    for row in summary:
+        console.print(
+            f"{row['pair']}, {row['patients']} patients: passes >= {power:.0%} from a gain of "
+            f"{row['smallest_gain_passing_at_power']}; equal or worse passes at most "
+            f"{row['worst_false_pass_rate']:.1%}"
+        )
+    study = {
+        "method": (
+            "per-patient EC57 matrices of two real models on the same patients; each simulated "
+            "release draws patients with replacement, gives the two matrices to candidate and "
+            "production in random order, then fixes share_fixed of every misclassified N/S/V/F "
+            "beat in the candidate (negative: in production); the gate's rule decides"
+        ),
+        "rule": rule.model_dump(),
+        "power_required": power,
+        "pairs": described,
+        "points": points,
+        "summary": summary,
+    }
+    _write_json(json_out, study)
+    if plot is not None:
+        from ecgstream.plots import plot_gate_power
+
+        console.print(f"power curves written to {plot_gate_power(points, plot, power)}")
+
+
 def _policy(path: Path | None):
     from ecgstream.release.policy import DEFAULT_POLICY, load_policy
 

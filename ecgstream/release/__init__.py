@@ -1,7 +1,8 @@
-"""Model release: the policy, the holdout gate (more steps of issue #7 to come)."""
+"""Model release: the policy, the gate and its simulated power, the step report."""
 
 __all__ = [  # the public modules; others are private by their leading underscore
     "gate",
+    "gate_power",
     "policy",
     "report",
 ]
