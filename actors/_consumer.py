@@ -267,12 +267,15 @@ class ConsumerActor:
         recent = [(t, n) for t, n in self._recent if now - t <= 10]
         # each entry is (commit time, beats counted before that batch)
         beats_per_s = (counts.get("beats", 0) - recent[0][1]) / 10.0 if recent else 0.0
+        lag = await self._fetcher.lag() if self._fetcher is not None else {}
+        lag_s = self._fetcher.lag_seconds(lag) if self._fetcher is not None else {}
         return {
             "name": self.name,
             "started": self._fetcher is not None,
             "node_id": ray.get_runtime_context().get_node_id(),
             "partitions": self._owned(),
-            "lag": await self._fetcher.lag() if self._fetcher is not None else {},
+            "lag": lag,
+            "lag_s": lag_s,  # seconds of input waiting; None while a look-back is re-read
             "devices": self._processor.devices,
             "beats_per_s": beats_per_s,
             "paused": self._paused,

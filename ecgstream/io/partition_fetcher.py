@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -59,6 +60,10 @@ class PartitionFetcher:
         self._max_records, self._wait_ms = max_records, wait_ms
         self.assigned: set[int] = set()
         self._replay_until: dict[int, int] = {}
+        # per partition: the Kafka timestamp (ms) of the last message fetched, and whether it
+        # was past the look-back (live input rather than state being rebuilt)
+        self._last_ms: dict[int, int] = {}
+        self._live: dict[int, bool] = {}
 
     async def assign(self, partitions: Iterable[int]) -> set[int]:
         """Own exactly these partitions; the new ones start at their look-back. Call it only
@@ -68,6 +73,8 @@ class PartitionFetcher:
         self.assigned = wanted
         self._consumer.assign([TopicPartition(self._topic, p) for p in sorted(wanted)])
         for p in sorted(added):
+            self._last_ms.pop(p, None)
+            self._live[p] = False
             await self._seek_for_rebuild(TopicPartition(self._topic, p))
         return dropped
 
@@ -86,6 +93,8 @@ class PartitionFetcher:
             until = self._replay_until.get(tp.partition, 0)
             messages += [input_message(r, r.offset < until) for r in records]
             ends[tp.partition] = records[-1].offset + 1
+            self._last_ms[tp.partition] = records[-1].timestamp
+            self._live[tp.partition] = records[-1].offset + 1 >= until
         return Fetched(messages, ends) if messages else None
 
     async def commit(self, out: BatchOutput) -> None:
@@ -102,6 +111,24 @@ class PartitionFetcher:
                 for tp in tps:
                     lag[tp.partition] = max(0, ends[tp] - await self._consumer.position(tp))
         return lag
+
+    def lag_seconds(
+        self, lag: Mapping[int, int], now_ms: int | None = None
+    ) -> dict[int, float | None]:
+        """Lag in seconds of input per owned partition, from `lag()`'s counts: how long the
+        oldest message not yet fetched has waited (it follows the last one fetched); 0 with
+        nothing waiting; None while the partition's look-back is still being re-read (its live
+        lag is not known yet)."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        out: dict[int, float | None] = {}
+        for p, waiting in lag.items():
+            if waiting == 0:
+                out[p] = 0.0
+            elif not self._live.get(p, False) or p not in self._last_ms:
+                out[p] = None
+            else:
+                out[p] = max(0.0, (now_ms - self._last_ms[p]) / 1000)
+        return out
 
     async def _seek_for_rebuild(self, tp: TopicPartition) -> None:
         consumer = self._consumer
