@@ -21,6 +21,7 @@ from typing import Any
 import ray
 
 from actors._assignment import balance
+from actors._autoscaling import PoolAutoscaler, ScalingDecision
 from actors._consumer import ConsumerActor
 from actors.naming import namespace
 from ecgstream.io.kafka import make_admin
@@ -67,6 +68,8 @@ class Coordinator:
         self._lost: set[str] = set()  # consumers whose partitions wait for them to be fenced
         self._starting = asyncio.Lock()  # concurrent first calls must not adopt a half-started one
         self._refill_after = 0.0  # monotonic time of the next try to refill a degraded pool
+        self._autoscaler: PoolAutoscaler | None = None  # once the partitions are known
+        self._last_scaling: dict[str, Any] | None = None
 
     async def start(self) -> dict[str, Any]:
         await self._ensure_started()
@@ -83,6 +86,8 @@ class Coordinator:
             if self._task is not None:
                 return
             self._partitions = await self._discover_partitions()
+            if self._settings.scaling.autoscale:
+                self._autoscaler = PoolAutoscaler(self._settings.scaling, len(self._partitions))
             self._adopt_running_consumers()
             for name, actor in list(self._consumers.items()):
                 try:
@@ -125,6 +130,8 @@ class Coordinator:
 
     async def _scale(self, pool_size: int) -> None:
         self._pool_size = pool_size
+        if self._autoscaler is not None:
+            self._autoscaler.changed(time.monotonic())
         for name in sorted(self._consumers)[pool_size:]:
             actor = self._consumers.pop(name)
             self._assignment.pop(name, None)
@@ -156,9 +163,18 @@ class Coordinator:
                 consumers.append(await asyncio.wait_for(actor.stats.remote(), PING_TIMEOUT_S))
             except Exception as exc:
                 consumers.append({"name": name, "error": type(exc).__name__})
+        scaling = self._settings.scaling
         return {
             "partitions": self._partitions,
             "assignment": self._assignment,
+            "pool_size": self._pool_size,
+            "autoscaling": {
+                "enabled": self._autoscaler is not None,
+                "min_consumers": scaling.min_consumers,
+                "max_consumers": scaling.max_consumers,
+                "worst_lag_s": None if self._autoscaler is None else self._autoscaler.worst_lag_s,
+                "last_decision": self._last_scaling,
+            },
             "consumers": consumers,
             "events": self._events[-20:],
             "uptime_s": round(time.time() - self._started, 1),
@@ -265,6 +281,8 @@ class Coordinator:
         for name, partitions in target.items():
             await self._consumers[name].assign.remote(partitions)
         self._assignment = target
+        if self._autoscaler is not None:
+            self._autoscaler.changed(time.monotonic())  # moved partitions rebuild first
         self._event(f"rebalanced ({why}): {target}")
 
     async def _watch(self) -> None:
@@ -278,6 +296,42 @@ class Coordinator:
                     dead.append(name)
             async with self._changing:  # a scale or a reconfiguration is not half done
                 await self._recover([name for name in dead if name in self._consumers])
+            if self._autoscaler is not None and not dead and not self._paused:
+                try:
+                    await self._autoscale(self._autoscaler)
+                except Exception as exc:  # retried on the next round
+                    log.warning("autoscaling failed: %s", type(exc).__name__)
+
+    async def _autoscale(self, autoscaler: PoolAutoscaler) -> None:
+        """Grow, shrink or rebalance the pool on its lag in seconds of input (decision 100)."""
+        lag_s: dict[str, float | None] = {}
+        for name, actor in list(self._consumers.items()):
+            with contextlib.suppress(Exception):
+                stats = await asyncio.wait_for(actor.stats.remote(), PING_TIMEOUT_S)
+                values = list(stats.get("lag_s", {}).values())
+                lag_s[name] = None if None in values else max(values, default=0.0)
+        decision: ScalingDecision | None = autoscaler.decide(
+            time.monotonic(), len(self._consumers), lag_s
+        )
+        if decision is None:
+            return
+        async with self._changing:
+            before = len(self._consumers)
+            if decision.action == "scale":
+                way = "out" if decision.size > before else "in"
+                self._event(
+                    f"autoscaler: scale {way} {before} -> {decision.size} ({decision.reason})"
+                )
+                await self._scale(decision.size)
+            else:
+                self._event(f"autoscaler: rebalance ({decision.reason})")
+                await self._rebalance("lag skew")
+        self._last_scaling = {
+            "action": decision.action,
+            "size": decision.size,
+            "reason": decision.reason,
+            "at": time.time(),
+        }
 
     async def _recover(self, dead: list[str]) -> None:
         for name in dead:

@@ -117,8 +117,17 @@ def deploy_lane_model(
     ray.get(directory.set_target.remote(lane, ModelTarget(version, model_dir)), timeout=30)
     start_serve(settings)
     started = time.monotonic()
+    # the production classifier scales itself when the pool does (decision 100); the
+    # candidate lanes stay small
+    autoscaling = (
+        settings.scaling.classifier_autoscaling()
+        if lane == "production" and settings.scaling.autoscale
+        else None
+    )
     serve.run(
-        build_app(model_dir, replicas, lane, classifier=settings.classifier),
+        build_app(
+            model_dir, replicas, lane, classifier=settings.classifier, autoscaling=autoscaling
+        ),
         name=lane_named(lane).serve_app,
         route_prefix=None,
         blocking=False,

@@ -230,3 +230,29 @@ def plot_gate_power(points: Sequence[Mapping[str, object]], path: Path, power: f
     ax.grid(alpha=0.3)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def plot_scaling_timeline(
+    timeline: Sequence[Mapping[str, float]], path: Path, load_s: float, title: str
+) -> Path:
+    """Consumers, classifier replicas and the most-behind lag (seconds of input) over a load
+    step: what the pool's autoscaling did and why."""
+    figure = Figure(figsize=(8, 4))
+    ax = figure.add_subplot()
+    t = [p["t_s"] for p in timeline]
+    ax.axvspan(0, load_s, color="#ffe8cc", label="load step")
+    ax.step(t, [p["consumers"] for p in timeline], where="post", label="consumers")
+    ax.step(t, [p["replicas"] for p in timeline], where="post", linestyle="--",
+            label="classifier replicas")  # fmt: skip
+    ax.set_xlabel("seconds since the step")
+    ax.set_ylabel("actors")
+    ax.set_ylim(0, max(max(p["consumers"], p["replicas"]) for p in timeline) + 1)
+    lag = ax.twinx()
+    lag.plot(t, [p["worst_lag_s"] for p in timeline], color="#d62728", linewidth=1,
+             label="most-behind lag (s of input)")  # fmt: skip
+    lag.set_ylabel("lag (s)")
+    handles = ax.get_legend_handles_labels()[0] + lag.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, fontsize=8, loc="upper right")
+    ax.set_title(title)
+    figure.tight_layout()
+    return _save(figure, path)

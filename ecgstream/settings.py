@@ -16,7 +16,7 @@ import stat
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ecgstream.errors import ConfigurationError
@@ -196,6 +196,69 @@ class ClassifierSettings(_Frozen):
     )
 
 
+class ScalingSettings(_Frozen):
+    """The pool that scales itself (decision 100): the coordinator grows and shrinks the
+    consumer pool on lag measured in seconds of input, with a band between the two thresholds
+    where nothing changes, sustained-for times and a cooldown (every change moves partitions,
+    whose new owners rebuild patient state); Serve scales the classifier on ongoing requests."""
+
+    autoscale: bool = Field(
+        False, description="the coordinator scales the consumer pool (else it stays as started)"
+    )
+    min_consumers: int = Field(1, ge=1)
+    max_consumers: int = Field(4, ge=1, description="at most the samples topic's partitions")
+    scale_out_lag_s: float = Field(
+        10.0, gt=0, description="the most-behind consumer's lag above which the pool grows"
+    )
+    scale_in_lag_s: float = Field(
+        2.0, ge=0, description="every consumer's lag below which the pool shrinks"
+    )
+    scale_out_after_s: float = Field(10.0, ge=0, description="lag above, sustained this long")
+    scale_in_after_s: float = Field(60.0, ge=0, description="lag below, sustained this long")
+    cooldown_s: float = Field(30.0, ge=0, description="no change sooner than this after one")
+    skew_ratio: float = Field(
+        2.0,
+        gt=1,
+        description="rebalance when the most-behind consumer's lag exceeds this many times the "
+        "others' mean (and scale_in_lag_s), sustained scale_out_after_s",
+    )
+    classifier_min_replicas: int = Field(1, ge=1)
+    classifier_max_replicas: int = Field(2, ge=1)
+    classifier_target_ongoing_requests: float = Field(
+        2.0, gt=0, description="Serve adds replicas when requests per replica exceed this"
+    )
+    classifier_upscale_delay_s: float = Field(5.0, ge=0)
+    classifier_downscale_delay_s: float = Field(60.0, ge=0)
+    classifier_metrics_interval_s: float = Field(
+        10.0, gt=0, description="how often the callers report their ongoing requests to Serve"
+    )
+    classifier_look_back_s: float = Field(
+        30.0, gt=0, description="the window Serve averages ongoing requests over"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScalingSettings:
+        if self.min_consumers > self.max_consumers:
+            raise ValueError("scaling: min_consumers exceeds max_consumers")
+        if self.classifier_min_replicas > self.classifier_max_replicas:
+            raise ValueError("scaling: classifier_min_replicas exceeds classifier_max_replicas")
+        if self.scale_in_lag_s >= self.scale_out_lag_s:
+            raise ValueError("scaling: scale_in_lag_s must be below scale_out_lag_s (hysteresis)")
+        return self
+
+    def classifier_autoscaling(self) -> dict[str, float | int]:
+        """Serve's `autoscaling_config` for the classifier deployment."""
+        return {
+            "min_replicas": self.classifier_min_replicas,
+            "max_replicas": self.classifier_max_replicas,
+            "target_ongoing_requests": self.classifier_target_ongoing_requests,
+            "upscale_delay_s": self.classifier_upscale_delay_s,
+            "downscale_delay_s": self.classifier_downscale_delay_s,
+            "metrics_interval_s": self.classifier_metrics_interval_s,
+            "look_back_period_s": self.classifier_look_back_s,
+        }
+
+
 class StationSettings(_Frozen):
     """The central station (`ecgstream station ...`): the nurses' live page and alarm handling."""
 
@@ -296,6 +359,7 @@ class Settings(BaseSettings):
     identity: IdentitySettings = IdentitySettings()
     pipeline: PipelineSettings = PipelineSettings()
     classifier: ClassifierSettings = ClassifierSettings()
+    scaling: ScalingSettings = ScalingSettings()
     station: StationSettings = StationSettings()
     local: LocalStackSettings = LocalStackSettings()
 

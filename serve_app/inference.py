@@ -101,26 +101,36 @@ class BeatClassifierDeployment:
 
 def build_app(
     model_dir: str | None = None,
-    replicas: int = 1,
+    replicas: int | None = 1,
     lane: str = "production",
     gpus: float = 0.0,
     classifier: ClassifierSettings | None = None,
+    autoscaling: dict[str, float | int] | None = None,
 ) -> serve.Application:
     """The inference application of a lane; `model_dir` None means the shipped default model.
     `gpus` > 0 places each replica on a GPU (the model then runs there). `classifier`: the
-    batch sizes (default: the replicas' environment)."""
-    return BeatClassifierDeployment.options(  # type: ignore[attr-defined]
-        num_replicas=replicas,
-        ray_actor_options={"num_cpus": lane_named(lane).actor_cpus, "num_gpus": gpus},
-    ).bind(model_dir, 1, lane, classifier.model_dump() if classifier else None)
+    batch sizes (default: the replicas' environment). `autoscaling`: Serve's
+    `autoscaling_config` (ScalingSettings.classifier_autoscaling) instead of a fixed count;
+    `replicas` None leaves the count to a Serve config file's `deployments` entry."""
+    options: dict[str, object] = {
+        "ray_actor_options": {"num_cpus": lane_named(lane).actor_cpus, "num_gpus": gpus}
+    }
+    if autoscaling is not None:
+        options["autoscaling_config"] = autoscaling
+    elif replicas is not None:
+        options["num_replicas"] = replicas
+    return BeatClassifierDeployment.options(**options).bind(  # type: ignore[attr-defined]
+        model_dir, 1, lane, classifier.model_dump() if classifier else None
+    )
 
 
 def app_builder(args: dict[str, str]) -> serve.Application:
     """For a Serve config (a RayService's serveConfigV2): args `model_dir`, `replicas`, `gpus`;
-    always the production lane (the release tools deploy the others)."""
+    always the production lane (the release tools deploy the others). Without `replicas` the
+    config's `deployments` entry decides (its `autoscaling_config`)."""
     return build_app(
         args.get("model_dir") or None,
-        int(args.get("replicas") or 1),
+        int(args["replicas"]) if args.get("replicas") else None,
         "production",
         float(args.get("gpus") or 0),
     )

@@ -17,17 +17,38 @@ stream_app = typer.Typer(help="The streaming pipeline on Ray (needs `ecgstream c
 @stream_app.command()
 @reports_errors
 def up(
-    consumers: int = typer.Option(2, min=1, help="consumer actors"),
+    consumers: int = typer.Option(2, min=1, help="consumer actors (to start with)"),
     replicas: int = typer.Option(1, min=1, help="Serve replicas of the classifier"),
     model: Path | None = typer.Option(
         None, help="model artifact (default: the registry's production, else the shipped model)"
     ),
+    autoscale: bool | None = typer.Option(
+        None,
+        "--autoscale/--no-autoscale",
+        help="the pool scales itself between --min-consumers and --max-consumers on lag, and "
+        "Serve scales the classifier (default: ECGSTREAM_SCALING__AUTOSCALE, off)",
+    ),
+    min_consumers: int | None = typer.Option(None, min=1, help="autoscaling's floor"),
+    max_consumers: int | None = typer.Option(None, min=1, help="autoscaling's ceiling"),
 ) -> None:
     """Deploy the classifier on Ray Serve and start the coordinator and its consumer pool."""
     from actors.pipeline import stream_up
+    from ecgstream.settings import ScalingSettings
     from tuning.promotion import production_model_dir
 
     settings = load_settings()
+    changes = {
+        k: v
+        for k, v in (
+            ("autoscale", autoscale),
+            ("min_consumers", min_consumers),
+            ("max_consumers", max_consumers),
+        )
+        if v is not None
+    }
+    if changes:
+        scaling = ScalingSettings(**{**settings.scaling.model_dump(), **changes})
+        settings = settings.model_copy(update={"scaling": scaling})
     model_dir = str(model) if model else production_model_dir(settings)
     stream_up(settings, consumers, replicas, model_dir)
     status()
@@ -113,6 +134,15 @@ def print_pipeline(state: dict) -> None:
             str(c["retries"]),
         )
     console.print(table)
+    scaling = state.get("autoscaling") or {}
+    if scaling.get("enabled"):
+        last = scaling.get("last_decision")
+        console.print(
+            f"autoscaling: {len(state['consumers'])} consumers within "
+            f"{scaling['min_consumers']}..{scaling['max_consumers']}, most-behind lag "
+            f"{scaling.get('worst_lag_s') or 0:.1f} s"
+            + (f"; last: {last['action']} to {last['size']} ({last['reason']})" if last else "")
+        )
     for c in state["consumers"]:
         if c.get("halted"):
             console.print(
