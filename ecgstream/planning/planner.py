@@ -22,6 +22,7 @@ Hardware = Literal["cpu", "gpu", "microcontroller"]
 Deployment = Literal["streaming", "rest", "edge"]
 
 HEADROOM = 2.0  # run at half the measured capacity: the latency figures are measured there
+CATCH_UP = 2.0  # the autoscaling ceiling: drain a backlog (after an outage) at twice real time
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,8 @@ def _size_streaming(s: Situation, e: Evidence, plan: Plan) -> None:
         1, ceil(patients * beats * HEADROOM / e.figure("bench_pipeline", "bare_model_beats_per_s"))
     )
     consumers = cores  # one consumer per core, as measured
+    most_consumers = consumers * CATCH_UP
+    most_replicas = replicas * CATCH_UP
     memory = (
         consumers * e.actor_memory("ecgstream-consumer")
         + replicas * e.actor_memory("SERVE_REPLICA::ecgstream-inference")
@@ -153,9 +156,16 @@ def _size_streaming(s: Situation, e: Evidence, plan: Plan) -> None:
         Sized("real-time patients per core (measured)", per_core, "patients"),
         Sized("cores (at half of the measured capacity)", cores, "cores"),
         Sized("nodes", ceil(cores / s.cores_per_node), f"node(s) of {s.cores_per_node} cores"),
-        Sized("consumer actors", consumers, "actor(s)"),
-        Sized("Kafka partitions of ecg.samples", at_least(8, consumers), "partitions"),
-        Sized("Serve classifier replicas", replicas, "replica(s)"),
+        Sized("consumer actors (the autoscaling floor)", consumers, "actor(s)"),
+        Sized("consumer actors at most (catch-up at twice real time)", most_consumers, "actor(s)"),
+        Sized("Kafka partitions of ecg.samples", at_least(8, most_consumers), "partitions"),
+        Sized("Serve classifier replicas (the autoscaling floor)", replicas, "replica(s)"),
+        Sized("Serve classifier replicas at most", most_replicas, "replica(s)"),
+        Sized(
+            "nodes at most (autoscaling)",
+            ceil(cores * CATCH_UP / s.cores_per_node),
+            f"node(s) of {s.cores_per_node} cores",
+        ),
         Sized(
             "Kafka in (signal)",
             patients * e.figure("bench_bandwidth", "kafka_in_bytes_per_patient_s") / 1000,
@@ -172,6 +182,13 @@ def _size_streaming(s: Situation, e: Evidence, plan: Plan) -> None:
         Sized("latency p99 at half load", e.figure("bench_pipeline", "latency_p99_ms"), "ms", 1),
         Sized("memory of the actors", memory / 1024, "GB", 1),
     ]
+    plan.notes.append(
+        "autoscaling: set ECGSTREAM_SCALING__AUTOSCALE=true, __MIN_CONSUMERS and "
+        "__MAX_CONSUMERS to the consumer floor and ceiling above, __CLASSIFIER_MIN_REPLICAS and "
+        "__CLASSIFIER_MAX_REPLICAS to the replicas'; on KubeRay the same numbers go into the "
+        "ConfigMap, the classifier's autoscaling_config in the RayService, and the nodes into "
+        "the CPU worker group's minReplicas and maxReplicas"
+    )
     plan.notes.append(
         "devices publish to ecg.samples as the `device` principal (TLS + SCRAM); the central "
         "station (`ecgstream station up`) reads samples, beats and alerts as `subscriber`"

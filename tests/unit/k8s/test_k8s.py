@@ -236,9 +236,51 @@ def test_topics_partitions_and_settings_agree() -> None:
         settings = _one(overlay, "ConfigMap", "ecgstream-settings")["data"]
         assert settings["ECGSTREAM_TOPICS__PARTITIONS"] == str(partitions)
         assert settings["ECGSTREAM_TOPICS__REPLICATION_FACTOR"] == str(replicas)
-    config = yaml.safe_load(_one("prod", "RayService")["spec"]["serveConfigV2"])
-    stream = next(a for a in config["applications"] if a["name"] == "ecgstream-stream")
-    assert int(stream["args"]["consumers"]) == 32  # one consumer per partition
+    # at most one consumer per partition
+    assert (
+        _one("prod", "ConfigMap", "ecgstream-settings")["data"]["ECGSTREAM_SCALING__MAX_CONSUMERS"]
+        == "32"
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_autoscaling_is_one_set_of_numbers_in_the_configmap_serve_config_and_worker_group(
+    overlay: str,
+) -> None:
+    from ecgstream.lanes import lane
+    from ecgstream.settings import ScalingSettings
+    from serve_app.inference import DEPLOYMENT_NAME
+
+    data = _one(overlay, "ConfigMap", "ecgstream-settings")["data"]
+    prefix = "ECGSTREAM_SCALING__"
+    scaling = ScalingSettings(
+        **{k.removeprefix(prefix).lower(): v for k, v in data.items() if k.startswith(prefix)}
+    )
+    assert scaling.autoscale
+    assert scaling.max_consumers <= int(data["ECGSTREAM_TOPICS__PARTITIONS"])
+    service = _one(overlay, "RayService")
+    apps = {a["name"]: a for a in yaml.safe_load(service["spec"]["serveConfigV2"])["applications"]}
+    inference = apps["ecgstream-inference"]
+    assert "replicas" not in inference["args"]  # Serve decides, within the config's bounds
+    (deployment,) = inference["deployments"]
+    assert deployment["name"] == DEPLOYMENT_NAME
+    configured = deployment["autoscaling_config"]
+    expected = scaling.classifier_autoscaling()
+    for key in ("min_replicas", "max_replicas", "target_ongoing_requests"):
+        assert configured[key] == expected[key], (overlay, key)
+    start = int(apps["ecgstream-stream"]["args"]["consumers"])
+    assert scaling.min_consumers <= start <= scaling.max_consumers
+    # Ray's autoscaler can place everything at its ceiling within the CPU group's maxReplicas
+    cluster = service["spec"]["rayClusterConfig"]
+    assert cluster["enableInTreeAutoscaling"] is True
+    cpu = next(g for g in cluster["workerGroupSpecs"] if g["groupName"] == "cpu")
+    assert 0 < cpu["minReplicas"] <= cpu["replicas"] <= cpu["maxReplicas"]
+    per_worker = float(cpu["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"])
+    head = float(cluster["headGroupSpec"]["rayStartParams"]["num-cpus"])
+    actor = lane("production").actor_cpus
+    api = int(apps["ecgstream-api"]["args"]["replicas"]) * 0.25
+    ceiling = actor * (scaling.max_consumers + scaling.classifier_max_replicas) + api
+    assert head + cpu["maxReplicas"] * per_worker >= ceiling, overlay
 
 
 def test_the_image_copies_files_that_exist_and_ray_versions_agree() -> None:

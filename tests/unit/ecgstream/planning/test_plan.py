@@ -53,9 +53,22 @@ def test_streaming_sizing_grows_with_the_patients_and_comes_from_the_benchmarks(
 ) -> None:
     small = {i.label: i.figure for i in recommend(Situation(500), evidence).sizing}
     large = {i.label: i.figure for i in recommend(Situation(20_000), evidence).sizing}
-    for label in ("cores (at half of the measured capacity)", "Serve classifier replicas",
+    for label in ("cores (at half of the measured capacity)",
+                  "Serve classifier replicas (the autoscaling floor)",
                   "Kafka partitions of ecg.samples", "Kafka in (signal)"):  # fmt: skip
         assert large[label].value > small[label].value, label
+    # autoscaling's ceilings: twice the floors (a backlog drains at twice real time), and no
+    # more consumers than partitions
+    for floor, ceiling in (
+        ("consumer actors (the autoscaling floor)",
+         "consumer actors at most (catch-up at twice real time)"),
+        ("Serve classifier replicas (the autoscaling floor)", "Serve classifier replicas at most"),
+    ):  # fmt: skip
+        assert large[ceiling].value == 2 * large[floor].value
+    assert (
+        large["Kafka partitions of ecg.samples"].value
+        >= large["consumer actors at most (catch-up at twice real time)"].value
+    )
     pipeline = json.loads((REPO_RESULTS / "bench_pipeline.json").read_text())
     bandwidth = json.loads((REPO_RESULTS / "bench_bandwidth.json").read_text())
     per_core = large["real-time patients per core (measured)"].value
