@@ -134,9 +134,10 @@ async def _missing(registry: Registry, version: str) -> list[str]:
     return missing_evidence(await registry.decisions(version))
 
 
-def rollback(settings: Settings) -> dict[str, Any]:
+def rollback(settings: Settings, reason: str = "rollback", run_id: str = "cli") -> dict[str, Any]:
     """Return production to the version before the current one (the shipped default model if
-    the current one was the first promoted)."""
+    the current one was the first promoted). `reason` goes into the alias history and the
+    decision (the guard's: "automatic: ...")."""
 
     async def target(registry: Registry) -> tuple[str | None, str | None, Path | None]:
         lineage = await registry.production_lineage()
@@ -150,14 +151,14 @@ def rollback(settings: Settings) -> dict[str, Any]:
     outcome = _switch(settings, back_to, model_dir)
 
     async def record(registry: Registry) -> None:
-        await registry.set_alias("production", back_to, "rollback")
+        await registry.set_alias("production", back_to, reason)
         if current is not None:
             await registry.record_decision(
-                "cli",
+                run_id,
                 current,
                 "rollback",
                 True,
-                [f"production {current} -> {back_to or 'shipped default'}"],
+                [f"production {current} -> {back_to or 'shipped default'} ({reason})"],
                 outcome,
             )
 

@@ -292,8 +292,11 @@ def release_run(
         if not decision.passed:
             return report
     if promote_on_pass:
+        from tuning.guard import guard_promotion, read_signals
+
         progress(f"promoting {version}")
         try:
+            baseline = read_signals(settings)
             outcome = promote(settings, version, reason="release run", run_id=run_id)
             report.steps.append(
                 StepDecision(
@@ -308,6 +311,12 @@ def release_run(
             failed = StepDecision("promotion", False, [f"not promoted: {exc}"[:500]])
             _record(settings, run_id, version, failed)
             report.steps.append(failed)
+            return report
+        progress(f"guarding {version} for {policy.guard.window_s:.0f} s")
+        guarded = guard_promotion(settings, version, baseline, policy.guard, run_id)
+        report.steps.append(guarded)  # recorded by the guard
+        if not guarded.passed:
+            report.promoted = None
     return report
 
 

@@ -276,14 +276,40 @@ def promote(
         help="promote without a passed gate and infravalidation; the reason is recorded in "
         "the registry (a decision 'override' and the alias history)",
     ),
+    guard: bool = typer.Option(
+        True,
+        "--guard/--no-guard",
+        help="then watch the serving signals and roll back on a breach (the policy's [guard])",
+    ),
+    guard_window: float | None = typer.Option(
+        None, min=1, help="seconds to watch (default: the policy's window_s)"
+    ),
+    policy: Path | None = typer.Option(None, help="policy file (default: the reviewed one)"),
 ) -> None:
     """Make VERSION production: the running replicas swap models in place (no gap). Refused
-    unless VERSION's latest gate and staging decisions passed (`release run --candidate`)."""
+    unless VERSION's latest gate and staging decisions passed (`release run --candidate`).
+    Then the guard watches production and rolls it back on a breach (exit code 1)."""
+    from tuning.guard import guard_promotion, read_signals
     from tuning.promotion import promote as promote_version
+    from tuning.release import new_run_id
 
+    settings = load_settings()
+    rules = _policy(policy).guard
+    baseline = read_signals(settings) if guard else None
+    run_id = new_run_id()
     with console.status(f"promoting {version}"):
-        outcome = promote_version(load_settings(), version, override=override)
+        outcome = promote_version(settings, version, override=override, run_id=run_id)
     console.print_json(json.dumps(outcome, default=str))
+    if baseline is None:
+        return
+    window = guard_window or rules.window_s
+    with console.status(f"guarding {version} for {window:.0f} s") as status:
+        decision = guard_promotion(
+            settings, version, baseline, rules, run_id, window_s=window, progress=status.update
+        )
+    _print_steps([decision])
+    if not decision.passed:
+        raise typer.Exit(1)
 
 
 @release_app.command()

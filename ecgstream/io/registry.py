@@ -16,7 +16,7 @@ import json
 import math
 import shutil
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,7 @@ class Decision:
     decision: str
     reasons: list[str]
     decided_at: datetime
+    metrics: dict[str, Any] = field(default_factory=dict)  # the evidence it was decided on
 
 
 def to_jsonb(value: Any) -> str:
@@ -330,6 +331,7 @@ class Registry:
                 r["decision"],
                 json.loads(r["reasons"]),
                 r["decided_at"],
+                json.loads(r["metrics"]) if r["metrics"] else {},
             )
             for r in rows
         ]

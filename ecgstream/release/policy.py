@@ -73,6 +73,22 @@ class InfravalidationPolicy(_Strict):
     attempts: int = Field(ge=1)
 
 
+class GuardPolicy(_Strict):
+    """After a promotion, the serving signals are watched for `window_s`; a breach that holds
+    `breach_for_s` rolls production back, within `rollback_within_s` of the breach's start
+    (decision 101)."""
+
+    window_s: float = Field(300.0, gt=0)
+    interval_s: float = Field(5.0, gt=0)
+    breach_for_s: float = Field(10.0, ge=0)
+    rollback_within_s: float = Field(30.0, gt=0)
+    p99_latency_s: float = Field(2.0, gt=0)  # chunk's Kafka timestamp -> beat classified
+    max_error_rate: float = Field(0.01, ge=0)  # retried steps and dead letters per chunk
+    alarm_rate_ratio: float = Field(3.0, gt=1)  # clinical alarms per minute vs before
+    min_alarms_per_minute: float = Field(2.0, ge=0)  # ... and at least this many
+    drift_kinds: tuple[str, ...] = ("prediction",)  # flags that must not turn on
+
+
 class ReleasePolicy(_Strict):
     primary_metric: str = "macro_f1"
     splits: Splits
@@ -80,6 +96,7 @@ class ReleasePolicy(_Strict):
     against_production: AgainstProduction
     first_model: FirstModel
     infravalidation: InfravalidationPolicy
+    guard: GuardPolicy = GuardPolicy()
 
     def model_post_init(self, _context: object) -> None:
         if self.primary_metric != "macro_f1":

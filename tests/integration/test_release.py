@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -254,6 +255,90 @@ async def test_promotion_and_rollback_during_live_replay_lose_and_double_nothing
         ("promotion", "pass"),
         ("rollback", "pass"),
     ]
+
+
+def _calls_everything_v() -> BeatClassifier:
+    """A deliberately bad model: the shipped one with every network's V output pushed up, so
+    it calls every beat V (a PVC burden alarm on every device within a minute of signal)."""
+    import copy
+
+    from ecgstream.aami import MODEL_CLASSES
+
+    model = copy.deepcopy(load_artifact().model)
+    v = MODEL_CLASSES.index("V")
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("head.3.bias"):
+                parameter[v] += 50.0
+    return model.eval()
+
+
+async def test_a_bad_model_promoted_during_live_replay_is_rolled_back_by_the_guard(
+    pipeline: Settings, mitdb_dir: Path, tmp_path: Path
+) -> None:
+    from ecgstream.benchmarks._reference import offline_reference as reference_of
+    from ecgstream.release.policy import GuardPolicy
+    from tuning.guard import guard_promotion, read_signals
+
+    bad = await asyncio.to_thread(
+        _register, pipeline, tmp_path, _calls_everything_v(), mitdb=mitdb_dir
+    )
+    clean = ["112", "115", "122"]  # sinus rhythm: hardly an alarm before the promotion
+    prefix = f"guard{uuid.uuid4().hex[:6]}"
+    duration, speed, patients = 900, 15.0, 6
+    expected = reference_of(mitdb_dir, clean, patients, duration, prefix)
+    feeding = asyncio.create_task(
+        replay(pipeline, mitdb_dir, clean, patients, speed=speed, duration_s=duration,
+               prefix=prefix)
+    )  # fmt: skip
+    await asyncio.sleep(20)
+    baseline = await asyncio.to_thread(read_signals, pipeline)
+    run_id = new_run_id()
+    await asyncio.to_thread(
+        lambda: promote(pipeline, bad, override="test: a deliberately bad model", run_id=run_id)
+    )
+    policy = GuardPolicy(window_s=60, interval_s=1, breach_for_s=3, rollback_within_s=30)
+    decision = await asyncio.to_thread(guard_promotion, pipeline, bad, baseline, policy, run_id)
+    assert not decision.passed, decision.reasons
+    assert decision.metrics["signal"] in ("alarm_rate", "drift:prediction", "error_rate")
+    assert decision.metrics["seconds_to_rollback"] <= policy.rollback_within_s
+    assert decision.reasons[1].startswith("ok: rolled back to the shipped default")
+    assert decision.metrics["baseline"]["at"] < decision.metrics["breach_started_at"]
+    await feeding
+    # production is the shipped model again, and the registry says why
+    assert await asyncio.to_thread(with_registry, pipeline, lambda r: r.alias("production")) is None
+    history = await asyncio.to_thread(with_registry, pipeline, lambda r: r.alias_history())
+    assert history[0]["reason"].startswith("automatic: ")
+    decisions = await asyncio.to_thread(with_registry, pipeline, lambda r: r.decisions(bad))
+    assert [(d.step, d.decision) for d in decisions] == [
+        ("override", "pass"),
+        ("promotion", "pass"),
+        ("rollback", "pass"),
+        ("guard", "fail"),
+    ]
+    assert decisions[-1].metrics["signal"] == decision.metrics["signal"]
+    # no beat lost or doubled across both switches, and the last beats are the shipped model's
+    stored = await wait_for_beats(pipeline, prefix, len(expected.beats), timeout_s=300)
+    assert set(stored) == set(expected.beats)
+    versions = await _beat_versions(pipeline, "beats", prefix)
+    assert set(versions.values()) == {SHIPPED_VERSION, bad}
+    last = {d: v for (d, _), v in sorted(versions.items())}
+    assert set(last.values()) == {SHIPPED_VERSION}
+    in_kafka = kafka_beats(await topic_messages(pipeline, pipeline.topics.beats), prefix)
+    assert set(in_kafka) == {f"{d}:{REPLAY_SESSION}:{s}" for d, s in expected.beats}
+    assert all(len(labels) == 1 for labels in in_kafka.values())
+    if os.environ.get("ECGSTREAM_RESULTS_DIR"):
+        figures = {
+            "load": {"records": clean, "devices": patients, "speed": speed},
+            "policy": policy.model_dump(),
+            "decision": {"reasons": decision.reasons, "metrics": decision.metrics},
+            "beats": len(expected.beats),
+            "beats_by_bad_model": sum(v == bad for v in versions.values()),
+            "lost": 0,
+            "doubled": 0,
+        }
+        path = Path(os.environ["ECGSTREAM_RESULTS_DIR"]) / "guard_rollback.json"
+        path.write_text(json.dumps(figures, indent=1, default=str) + "\n")
 
 
 async def test_shadow_mirrors_live_traffic_and_never_alarms(
