@@ -341,6 +341,41 @@ async def test_a_bad_model_promoted_during_live_replay_is_rolled_back_by_the_gua
         path.write_text(json.dumps(figures, indent=1, default=str) + "\n")
 
 
+async def test_release_promote_guards_a_sound_model_and_records_the_passed_guard(
+    pipeline: Settings, mitdb_dir: Path, tmp_path: Path
+) -> None:
+    """The command as an operator runs it: promote, then watch; a model that behaves like the
+    shipped one passes its guard window and stays in production."""
+    candidate = await asyncio.to_thread(
+        _register, pipeline, tmp_path, perturbed_model(7), mitdb=mitdb_dir
+    )
+    prefix = f"guardok{uuid.uuid4().hex[:6]}"
+    feeding = asyncio.create_task(
+        replay(pipeline, mitdb_dir, ["112", "115"], 2, speed=6, duration_s=150, prefix=prefix)
+    )
+    await asyncio.sleep(5)
+    done = await asyncio.to_thread(
+        _cli, pipeline, "release", "promote", candidate, "--override", "test: nudged weights",
+        "--guard-window", "12",
+    )  # fmt: skip
+    await feeding
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "PASS guard" in done.stdout and "no breach in 12 s" in done.stdout
+    assert (
+        await asyncio.to_thread(with_registry, pipeline, lambda r: r.alias("production"))
+        == candidate
+    )
+    decisions = await asyncio.to_thread(with_registry, pipeline, lambda r: r.decisions(candidate))
+    assert [(d.step, d.decision) for d in decisions] == [
+        ("override", "pass"),
+        ("promotion", "pass"),
+        ("guard", "pass"),
+    ]
+    assert decisions[-1].metrics["readings"] >= 2
+    assert len({d.run_id for d in decisions}) == 1  # one run: promotion and its guard
+    await asyncio.to_thread(rollback, pipeline)  # leave production as the other tests expect
+
+
 async def test_shadow_mirrors_live_traffic_and_never_alarms(
     pipeline: Settings, mitdb_dir: Path, tmp_path: Path
 ) -> None:
