@@ -258,12 +258,18 @@ class Coordinator:
             self._consumers[name] = actor
             self._event(f"started {name}")
 
+    async def _consumer_stats(self) -> dict[str, dict[str, Any]]:
+        """Each answering consumer's stats (one that does not answer is left out)."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, actor in list(self._consumers.items()):
+            with contextlib.suppress(Exception):
+                out[name] = await asyncio.wait_for(actor.stats.remote(), PING_TIMEOUT_S)
+        return out
+
     async def _lags(self) -> dict[int, int]:
         lags: dict[int, int] = {}
-        for actor in self._consumers.values():
-            with contextlib.suppress(Exception):
-                stats = await asyncio.wait_for(actor.stats.remote(), PING_TIMEOUT_S)
-                lags.update({int(p): int(v) for p, v in stats["lag"].items()})
+        for stats in (await self._consumer_stats()).values():
+            lags.update({int(p): int(v) for p, v in stats["lag"].items()})
         return lags
 
     async def _rebalance(self, why: str) -> None:
@@ -305,11 +311,9 @@ class Coordinator:
     async def _autoscale(self, autoscaler: PoolAutoscaler) -> None:
         """Grow, shrink or rebalance the pool on its lag in seconds of input (decision 100)."""
         lag_s: dict[str, float | None] = {}
-        for name, actor in list(self._consumers.items()):
-            with contextlib.suppress(Exception):
-                stats = await asyncio.wait_for(actor.stats.remote(), PING_TIMEOUT_S)
-                values = list(stats.get("lag_s", {}).values())
-                lag_s[name] = None if None in values else max(values, default=0.0)
+        for name, stats in (await self._consumer_stats()).items():
+            values = list(stats.get("lag_s", {}).values())
+            lag_s[name] = None if None in values else max(values, default=0.0)
         decision: ScalingDecision | None = autoscaler.decide(
             time.monotonic(), len(self._consumers), lag_s
         )
